@@ -1,0 +1,187 @@
+"""The tool registry: the four display tools the frontend renders (PROTOCOL.md §10)."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+type Json = Any
+
+
+class ToolInputInvalid(ValueError):
+    """The model's arguments do not match the tool's schema; the message is safe to show."""
+
+
+class ToolArgs(BaseModel):
+    # Models often send null for an optional key; drop such keys rather than fail.
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
+class FormOption(ToolArgs):
+    label: str
+    value: str
+
+
+class FormField(ToolArgs):
+    id: str = Field(min_length=1)
+    type: Literal[
+        "text", "textarea", "select", "checkbox", "radio", "date", "slider", "file", "number", "email"
+    ]
+    label: str
+    placeholder: str | None = None
+    required: bool | None = None
+    defaultValue: str | int | float | bool | None = None  # noqa: N815 (the frontend's key)
+    options: list[FormOption] | None = Field(default=None, description="For select and radio.")
+    min: int | float | None = None
+    max: int | float | None = None
+    step: int | float | None = None
+
+
+class FormArgs(ToolArgs):
+    title: str
+    description: str | None = None
+    submitLabel: str | None = None  # noqa: N815
+    fields: list[FormField] = Field(min_length=1)
+
+
+class ChartPoint(ToolArgs):
+    label: str
+    value: int | float
+
+
+class ChartArgs(ToolArgs):
+    chartType: Literal["line", "bar", "pie", "area"]  # noqa: N815
+    title: str
+    description: str | None = None
+    data: list[ChartPoint] = Field(min_length=1)
+
+
+class CodeArgs(ToolArgs):
+    language: str = Field(min_length=1)
+    code: str
+    filename: str | None = None
+    editable: bool | None = None
+    showLineNumbers: bool | None = None  # noqa: N815
+
+
+class CardMedia(ToolArgs):
+    type: Literal["image", "video"]
+    url: str = Field(min_length=1)
+    alt: str | None = None
+
+
+class CardAction(ToolArgs):
+    label: str
+    action: str
+    variant: Literal["default", "secondary", "destructive", "outline"] | None = None
+
+
+class CardArgs(ToolArgs):
+    title: str
+    description: str | None = None
+    content: str | None = None
+    media: CardMedia | None = None
+    actions: list[CardAction] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    args: type[ToolArgs]
+    kind: Literal["display", "server"]
+    execute: Callable[[ToolArgs], Awaitable[Json]]
+
+    @property
+    def parameters(self) -> dict[str, Json]:
+        return openai_parameters(self.args)
+
+    def validate(self, arguments: Json) -> ToolArgs:
+        try:
+            return self.args.model_validate(arguments)
+        except ValidationError as error:
+            raise ToolInputInvalid(_summarise(self.name, error)) from None
+
+
+def _summarise(tool_name: str, error: ValidationError) -> str:
+    """A short message naming the fields, never echoing the model's input."""
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()[:3]
+    ]
+    more = f" (and {error.error_count() - 3} more)" if error.error_count() > 3 else ""
+    return f"Invalid input for {tool_name}: {'; '.join(problems)}{more}"
+
+
+def openai_parameters(model: type[BaseModel]) -> dict[str, Json]:
+    """The model's JSON Schema as OpenAI function parameters: refs inlined, titles dropped."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def clean(node: Json) -> Json:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return clean(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: clean(value) for key, value in node.items() if key != "title"}
+        if isinstance(node, list):
+            return [clean(item) for item in node]
+        return node
+
+    return clean(schema)  # type: ignore[no-any-return]
+
+
+def display_tool(
+    name: str, kind: str, args: type[ToolArgs], description: str
+) -> Tool:
+    async def execute(validated: ToolArgs) -> Json:
+        return {"type": kind, **validated.model_dump(mode="json", exclude_none=True)}
+
+    return Tool(name=name, description=description, args=args, kind="display", execute=execute)
+
+
+DISPLAY_TOOLS = (
+    display_tool(
+        "generateForm",
+        "form",
+        FormArgs,
+        "Show an interactive FORM to collect input from the user (sign-ups, surveys, settings, "
+        "bookings). Use only when the user needs to enter data. Each field needs a unique id, "
+        "a type and a label; select and radio fields need options.",
+    ),
+    display_tool(
+        "generateChart",
+        "chart",
+        ChartArgs,
+        "Show a data VISUALIZATION chart (line, bar, pie or area) of numerical data. Use only "
+        "when there are numbers to compare or a trend to show. Requires a data array of "
+        "{label, value} objects. Do not use for collecting input or for showing code.",
+    ),
+    display_tool(
+        "generateCode",
+        "code",
+        CodeArgs,
+        "Show a block of source CODE with syntax highlighting. Use when the user asks for code, "
+        "a script, a configuration file or a command listing. Give the language and the code.",
+    ),
+    display_tool(
+        "generateCard",
+        "card",
+        CardArgs,
+        "Show a rich CARD summarising one item (a product, a place, a person, a recommendation) "
+        "with an optional image or video and action buttons. Do not use for tables of numbers "
+        "(use a chart) or for code.",
+    ),
+)
+
+REGISTRY: dict[str, Tool] = {tool.name: tool for tool in DISPLAY_TOOLS}
+
+
+def tool_get(*, name: str) -> Tool | None:
+    return REGISTRY.get(name)

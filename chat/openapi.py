@@ -1,0 +1,76 @@
+"""The OpenAPI 3.1 document of the API, built from the request and response schemas."""
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+import mamba_site
+from chat.schemas import ChatRequest, ErrorResponse, ModelsResponse, TitleRequest, TitleResponse
+
+REF = "#/components/schemas/{model}"
+
+ERRORS = {
+    "400": "Invalid JSON, empty messages or an unknown tool",
+    "404": "Unknown agent (AGENT_NOT_FOUND) or model (MODEL_NOT_FOUND)",
+    "405": "Wrong method",
+    "413": "Body over the size limit",
+    "415": "Content-Type is not application/json",
+    "422": "Body does not match the schema (see `errors`)",
+    "429": "Rate limited by the model provider",
+    "502": "The model provider failed",
+    "503": "The model provider is unreachable or not configured",
+    "504": "The model provider timed out",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {s: {"description": ERRORS[s], **_json(ErrorResponse)} for s in statuses}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    models = (ChatRequest, TitleRequest, TitleResponse, ModelsResponse, ErrorResponse)
+    _, schemas = models_json_schema(
+        [(m, "validation" if m in (ChatRequest, TitleRequest) else "serialization") for m in models],
+        ref_template=REF,
+    )
+    stream = {
+        "description": "The AI SDK UI message stream: `data: <chunk JSON>` events, then "
+        "`data: [DONE]`. Errors after the stream started arrive as an `error` chunk.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    title = {
+        "requestBody": {"required": True, **_json(TitleRequest)},
+        "responses": {"200": {"description": "A title, or `useFallback`", **_json(TitleResponse)},
+                      **_errors("400", "405", "413", "415", "422")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Mamba", "version": mamba_site.__version__,
+                 "description": "A streaming gateway between AI SDK chat frontends and "
+                 "OpenAI-compatible APIs."},
+        "paths": {
+            "/chat": {"post": {
+                "summary": "Stream a reply as the AI SDK UI message stream",
+                "requestBody": {"required": True, **_json(ChatRequest)},
+                "responses": {"200": stream, **_errors(*ERRORS)},
+            }},
+            "/title/generate": {"post": {"summary": "Name a conversation", **title}},
+            "/generate-title": {"post": {"summary": "Alias of /title/generate", **title}},
+            "/models": {"get": {
+                "summary": "The models and agents a caller may use",
+                "responses": {"200": {"description": "The catalog", **_json(ModelsResponse)}},
+            }},
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }

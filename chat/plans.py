@@ -1,0 +1,49 @@
+"""From a validated chat request and its agent to a `ChatPlan`: model, tools, messages."""
+
+from django.conf import settings
+
+from agents.selectors import AgentSpec
+from agents.tools import tool_get
+from chat.messages import UnsupportedContent, to_openai_messages
+from chat.schemas import ChatRequest
+from chat.steps import ChatPlan, new_message_id
+from chat.upstream import route
+from mamba_site.errors import InvalidRequest, ValidationFailed
+
+
+def plan_chat(*, body: ChatRequest, agent: AgentSpec) -> ChatPlan:
+    """Raises `ApiError` for empty history, unknown tools, unsupported content or models."""
+    if not body.messages:
+        raise InvalidRequest("Messages must not be empty.")
+    model = agent.model or body.model or settings.OPENAI_DEFAULT_MODEL
+    tool_names = agent.tools
+    if body.tools is not None:
+        unknown = sorted(set(body.tools) - set(agent.tools))
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown tools for agent {agent.slug!r}: {', '.join(unknown)}. "
+                f"Available: {', '.join(agent.tools) or 'none'}.",
+                extra={"available_tools": list(agent.tools)},
+            )
+        tool_names = tuple(name for name in agent.tools if name in body.tools)
+    try:
+        messages = to_openai_messages(body.messages, system_prompt=agent.system_prompt)
+    except UnsupportedContent as error:
+        raise ValidationFailed(str(error)) from None
+    last = body.messages[-1]
+    # A request ending with an assistant message continues it (tool results sent back).
+    message_id = last.id if last.role == "assistant" and last.id else new_message_id()
+    options: dict[str, float | int] = {}
+    if agent.temperature is not None:
+        options["temperature"] = agent.temperature
+    if agent.max_output_tokens is not None:
+        options["max_tokens"] = agent.max_output_tokens
+    return ChatPlan(
+        route=route(model),
+        agent=agent.slug,
+        messages=messages,
+        tools=[tool for name in tool_names if (tool := tool_get(name=name)) is not None],
+        max_steps=agent.max_steps or settings.CHAT_MAX_STEPS,
+        message_id=message_id,
+        options=options,
+    )

@@ -1,0 +1,333 @@
+"""The AI SDK UI message stream: typed events, their wire form, and the SSE response body."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/event-stream"
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "Connection": "keep-alive",
+    "X-Vercel-AI-UI-Message-Stream": "v1",
+    "X-Accel-Buffering": "no",
+}
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+
+# The finish reasons every client from ai 6.0.12 to 7.x accepts.
+type FinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
+type Json = Any
+
+
+@dataclass(slots=True)
+class Start:
+    message_id: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "start", "messageId": self.message_id}
+
+
+@dataclass(slots=True)
+class StartStep:
+    def wire(self) -> dict[str, Json]:
+        return {"type": "start-step"}
+
+
+@dataclass(slots=True)
+class FinishStep:
+    def wire(self) -> dict[str, Json]:
+        return {"type": "finish-step"}
+
+
+@dataclass(slots=True)
+class TextStart:
+    id: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "text-start", "id": self.id}
+
+
+@dataclass(slots=True)
+class TextDelta:
+    id: str
+    delta: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "text-delta", "id": self.id, "delta": self.delta}
+
+
+@dataclass(slots=True)
+class TextEnd:
+    id: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "text-end", "id": self.id}
+
+
+@dataclass(slots=True)
+class ReasoningStart:
+    id: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "reasoning-start", "id": self.id}
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    id: str
+    delta: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "reasoning-delta", "id": self.id, "delta": self.delta}
+
+
+@dataclass(slots=True)
+class ReasoningEnd:
+    id: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "reasoning-end", "id": self.id}
+
+
+@dataclass(slots=True)
+class ToolInputStart:
+    tool_call_id: str
+    tool_name: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "tool-input-start", "toolCallId": self.tool_call_id, "toolName": self.tool_name}
+
+
+@dataclass(slots=True)
+class ToolInputDelta:
+    tool_call_id: str
+    input_text_delta: str
+
+    def wire(self) -> dict[str, Json]:
+        return {
+            "type": "tool-input-delta",
+            "toolCallId": self.tool_call_id,
+            "inputTextDelta": self.input_text_delta,
+        }
+
+
+@dataclass(slots=True)
+class ToolInputAvailable:
+    tool_call_id: str
+    tool_name: str
+    input: Json
+
+    def wire(self) -> dict[str, Json]:
+        return {
+            "type": "tool-input-available",
+            "toolCallId": self.tool_call_id,
+            "toolName": self.tool_name,
+            "input": self.input,
+        }
+
+
+@dataclass(slots=True)
+class ToolInputError:
+    tool_call_id: str
+    tool_name: str
+    input: Json
+    error_text: str
+
+    def wire(self) -> dict[str, Json]:
+        return {
+            "type": "tool-input-error",
+            "toolCallId": self.tool_call_id,
+            "toolName": self.tool_name,
+            "input": self.input,
+            "errorText": self.error_text,
+        }
+
+
+@dataclass(slots=True)
+class ToolOutputAvailable:
+    tool_call_id: str
+    output: Json
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "tool-output-available", "toolCallId": self.tool_call_id, "output": self.output}
+
+
+@dataclass(slots=True)
+class ToolOutputError:
+    tool_call_id: str
+    error_text: str
+
+    def wire(self) -> dict[str, Json]:
+        return {
+            "type": "tool-output-error",
+            "toolCallId": self.tool_call_id,
+            "errorText": self.error_text,
+        }
+
+
+@dataclass(slots=True)
+class Finish:
+    finish_reason: FinishReason
+    message_metadata: dict[str, Json] | None = None
+
+    def wire(self) -> dict[str, Json]:
+        chunk: dict[str, Json] = {"type": "finish", "finishReason": self.finish_reason}
+        if self.message_metadata is not None:
+            chunk["messageMetadata"] = self.message_metadata
+        return chunk
+
+
+@dataclass(slots=True)
+class Error:
+    error_text: str
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "error", "errorText": self.error_text}
+
+
+type Event = (
+    Start | StartStep | FinishStep | TextStart | TextDelta | TextEnd | ReasoningStart
+    | ReasoningDelta | ReasoningEnd | ToolInputStart | ToolInputDelta | ToolInputAvailable
+    | ToolInputError | ToolOutputAvailable | ToolOutputError | Finish | Error
+)
+
+
+def encode(event: Event) -> bytes:
+    return b"data: " + orjson.dumps(event.wire()) + b"\n\n"
+
+
+@dataclass(slots=True)
+class StreamLimits:
+    keepalive_seconds: float
+    idle_timeout_seconds: float
+    total_timeout_seconds: float
+
+
+class StreamTimeout(Exception):
+    """The producer was silent longer than the idle timeout, or the stream ran too long."""
+
+
+class _Ledger:
+    """What the stream has opened, so an error can close it before the `error` chunk."""
+
+    __slots__ = ("blocks", "finished", "started", "step_open")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.step_open = False
+        self.finished = False
+        self.blocks: dict[str, type[TextEnd] | type[ReasoningEnd]] = {}
+
+    def note(self, event: Event) -> None:
+        kind = type(event)
+        if kind is TextDelta or kind is ReasoningDelta or kind is ToolInputDelta:
+            return
+        if kind is TextStart:
+            self.blocks[event.id] = TextEnd  # type: ignore[union-attr]
+        elif kind is ReasoningStart:
+            self.blocks[event.id] = ReasoningEnd  # type: ignore[union-attr]
+        elif kind is TextEnd or kind is ReasoningEnd:
+            self.blocks.pop(event.id, None)  # type: ignore[union-attr]
+        elif kind is StartStep:
+            self.step_open = True
+        elif kind is FinishStep:
+            self.step_open = False
+        elif kind is Start:
+            self.started = True
+        elif kind is Finish:
+            self.finished = True
+
+    def closing(self, error_text: str, message_id: str) -> list[Event]:
+        events: list[Event] = [] if self.started else [Start(message_id)]
+        events += [end(block_id) for block_id, end in self.blocks.items()]
+        if self.step_open:
+            events.append(FinishStep())
+        events += [Error(error_text), Finish("error")]
+        return events
+
+
+_END = object()
+
+
+async def stream(
+    events: AsyncIterator[Event],
+    *,
+    limits: StreamLimits,
+    message_id: str,
+    safe_error: Callable[[BaseException], str],
+) -> AsyncIterator[bytes]:
+    """Encode `events` as SSE, with keep-alive comments, timeouts and a clean error ending.
+
+    The producer runs in its own task so that a silent model can be answered with keep-alive
+    frames. Closing this generator (client disconnect) cancels the producer, which closes the
+    upstream connection, and re-raises. An exception in the producer ends the stream with the
+    open blocks closed, one `error` chunk (text from `safe_error`), `finish` and `[DONE]`.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+
+    async def produce() -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+        except Exception as error:  # handed to the consumer, which ends the stream with it
+            await queue.put(error)
+            return
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        await queue.put(_END)
+
+    ledger = _Ledger()
+    producer = asyncio.create_task(produce())
+    deadline = time.monotonic() + limits.total_timeout_seconds
+    idle_deadline = time.monotonic() + limits.idle_timeout_seconds
+    try:
+        while True:
+            item = await _next_item(queue, limits.keepalive_seconds, min(deadline, idle_deadline))
+            if item is None:
+                yield KEEPALIVE
+                continue
+            idle_deadline = time.monotonic() + limits.idle_timeout_seconds
+            # Everything the producer has ready goes out in one write.
+            batch = [item]
+            while not queue.empty() and len(batch) < 64:
+                batch.append(queue.get_nowait())
+            out: list[bytes] = []
+            ended = False
+            for item in batch:
+                if item is _END:
+                    ended = True
+                    break
+                if isinstance(item, BaseException):
+                    out += [encode(e) for e in ledger.closing(safe_error(item), message_id)]
+                    ended = True
+                    break
+                ledger.note(item)
+                out.append(encode(item))
+            if ended:
+                out.append(DONE)
+                yield b"".join(out)
+                return
+            yield b"".join(out)
+    finally:
+        if not producer.done():
+            producer.cancel()
+        # Wait for the producer so the upstream connection is closed before we return.
+        await asyncio.gather(producer, return_exceptions=True)
+
+
+async def _next_item(queue: asyncio.Queue[Any], keepalive: float, deadline: float) -> Any:
+    """The next queued item; None when a keep-alive is due; `StreamTimeout` at the deadline."""
+    if not queue.empty():
+        return queue.get_nowait()
+    try:
+        async with asyncio.timeout(max(min(keepalive, deadline - time.monotonic()), 0)):
+            return await queue.get()
+    except TimeoutError:
+        return StreamTimeout() if time.monotonic() >= deadline else None

@@ -1,0 +1,207 @@
+"""The only user of the `openai` SDK: clients, streamed completions and error translation."""
+
+import asyncio
+import contextlib
+import logging
+import re
+import weakref
+from asyncio import AbstractEventLoop, get_running_loop
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+import orjson
+from django.conf import settings
+
+from chat import mock
+from mamba_site.errors import (
+    ApiError,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderError,
+    ProviderNotConfigured,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamTimeout,
+)
+
+logger = logging.getLogger(__name__)
+
+MOCK_MODEL = mock.MODEL
+OPENAI_PREFIX = "openai/"
+_SAFE_CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+
+# One client (and so one connection pool) per provider per event loop: daphne runs one loop,
+# tests run many, and an httpx pool must not outlive the loop it was made on.
+_clients: weakref.WeakKeyDictionary[AbstractEventLoop, dict[str, openai.AsyncOpenAI]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def reset_clients() -> None:
+    _clients.clear()
+
+
+def _build_client(provider: str) -> openai.AsyncOpenAI:
+    timeout = httpx.Timeout(
+        settings.OPENAI_TIMEOUT_SECONDS, connect=settings.OPENAI_CONNECT_TIMEOUT_SECONDS
+    )
+    limits = httpx.Limits(
+        max_connections=settings.OPENAI_MAX_CONNECTIONS,
+        max_keepalive_connections=settings.OPENAI_MAX_CONNECTIONS,
+    )
+    if provider == "mock":
+        http_client = httpx.AsyncClient(transport=mock.MockTransport(), timeout=timeout)
+        return openai.AsyncOpenAI(
+            api_key="mock", base_url=mock.BASE_URL, http_client=http_client, max_retries=0
+        )
+    http_client = httpx.AsyncClient(timeout=timeout, limits=limits)
+    return openai.AsyncOpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL,
+        http_client=http_client,
+        max_retries=settings.OPENAI_MAX_RETRIES,
+        timeout=timeout,
+    )
+
+
+def client_for(provider: str) -> openai.AsyncOpenAI:
+    per_loop = _clients.setdefault(get_running_loop(), {})
+    client = per_loop.get(provider)
+    if client is None:
+        client = per_loop[provider] = _build_client(provider)
+    return client
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes: the provider and the model name the provider knows."""
+
+    provider: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        return MOCK_MODEL if self.provider == "mock" else self.model
+
+
+def route(model: str) -> Route:
+    """Resolve a client's model name; raises `ApiError` when it cannot be served."""
+    model = model.removeprefix(OPENAI_PREFIX)
+    mock_enabled = settings.MOCK_MODEL_ENABLED
+    if model == MOCK_MODEL:
+        if not mock_enabled:
+            raise ModelNotFound(f"Model {model!r} is not available: the offline model is disabled.")
+        return Route("mock", model)
+    if not settings.OPENAI_API_KEY:
+        if mock_enabled:
+            # Development without a key: every model answers offline, and says so.
+            return Route("mock", model)
+        raise ProviderNotConfigured()
+    allowed = settings.MODELS_ALLOWED
+    if allowed and model not in allowed:
+        raise ModelNotFound(f"Model {model!r} is not available. Available: {', '.join(allowed)}.")
+    return Route("openai", model)
+
+
+class UpstreamStream:
+    """An open streamed completion; `chunks()` yields each event's JSON as a dict."""
+
+    def __init__(self, response: Any, exit_stack: contextlib.AsyncExitStack) -> None:
+        self._response = response
+        self._exit_stack = exit_stack
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        # Raw lines + orjson: the SDK's per-chunk pydantic parsing costs more than the proxy.
+        try:
+            async for line in self._response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = orjson.loads(data)
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    logger.warning("Upstream sent an error event: %s", _error_code(chunk))
+                    raise ProviderError("The model provider reported an error during the reply.")
+                yield chunk
+        except (httpx.HTTPError, openai.APIError) as error:
+            raise translate_error(error) from error
+        except orjson.JSONDecodeError as error:
+            logger.warning("Upstream sent an event that is not JSON")
+            raise ProviderError("The model provider sent a malformed reply.") from error
+
+    async def aclose(self) -> None:
+        await self._exit_stack.aclose()
+
+
+async def open_stream(route: Route, params: dict[str, Any]) -> UpstreamStream:
+    """Start a streamed completion; raises `ApiError` for failures before the first byte."""
+    client = client_for(route.provider)
+    stack = contextlib.AsyncExitStack()
+    request = client.chat.completions.with_streaming_response.create(
+        model=route.model, stream=True, stream_options={"include_usage": True}, **params
+    )
+    try:
+        response = await stack.enter_async_context(request)
+    except (openai.APIError, httpx.HTTPError) as error:
+        await stack.aclose()
+        raise translate_error(error, model=route.label) from error
+    except BaseException:
+        await stack.aclose()
+        raise
+    return UpstreamStream(response, stack)
+
+
+async def complete_text(route: Route, params: dict[str, Any], *, timeout: float) -> str:
+    """A short, non-streamed completion (titles); raises `ApiError` on any failure."""
+    client = client_for(route.provider).with_options(timeout=timeout, max_retries=0)
+    try:
+        async with asyncio.timeout(timeout):
+            completion = await client.chat.completions.create(model=route.model, **params)
+    except TimeoutError:
+        raise UpstreamTimeout() from None
+    except (openai.APIError, httpx.HTTPError) as error:
+        raise translate_error(error, model=route.label) from error
+    if not completion.choices:
+        return ""
+    return completion.choices[0].message.content or ""
+
+
+def translate_error(error: Exception, *, model: str = "") -> ApiError:
+    """Our error for a provider failure: a safe message, never the provider's body."""
+    if isinstance(error, openai.APITimeoutError | httpx.TimeoutException):
+        logger.warning("Upstream timed out: %s", type(error).__name__)
+        return UpstreamTimeout()
+    if isinstance(error, openai.APIConnectionError | httpx.TransportError):
+        logger.warning("Upstream unreachable: %s", type(error).__name__)
+        return ServiceUnavailable("The model provider is unreachable.")
+    if not isinstance(error, openai.APIStatusError):
+        logger.warning("Upstream failed: %s", type(error).__name__)
+        return ProviderError()
+    status, code = error.status_code, _error_code(error.body)
+    logger.warning("Upstream answered %s (%s)", status, code or "no code")
+    if status == 404 or code == "model_not_found":
+        return ModelNotFound(f"Model {model!r} is not available from the provider.")
+    if status in (401, 403):
+        return ProviderError("The model provider refused the gateway's credentials.")
+    if status == 429:
+        retry_after = error.response.headers.get("retry-after", "")
+        headers = {"Retry-After": retry_after} if retry_after.isdigit() else {}
+        return RateLimited("The model provider is rate limiting requests.", headers=headers)
+    if status in (400, 413, 422):
+        reason = f" ({code})" if code else ""
+        return InvalidRequest(f"The model provider rejected the request{reason}.")
+    if status == 503:
+        return ServiceUnavailable()
+    return ProviderError()
+
+
+def _error_code(body: Any) -> str:
+    """The provider's error code when it is a plain identifier (safe to show and log)."""
+    if isinstance(body, dict):
+        body = body.get("error", body)
+    code = body.get("code") or body.get("type") if isinstance(body, dict) else None
+    return code if isinstance(code, str) and _SAFE_CODE.match(code) else ""

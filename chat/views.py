@@ -1,0 +1,78 @@
+"""The chat API: /chat, /title/generate, /models, /openapi.json."""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+
+from agents.selectors import agent_get, agent_list
+from chat import protocol, steps, upstream
+from chat.catalog import model_catalog
+from chat.openapi import openapi_document
+from chat.plans import plan_chat
+from chat.schemas import ChatRequest, TitleRequest
+from chat.titles import SYSTEM_PROMPT, clean_title, conversation_text
+from mamba_site.bodies import parse_body
+from mamba_site.errors import ApiError, allow_methods, json_errors
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+@allow_methods("POST")
+@json_errors
+async def chat(request: HttpRequest) -> HttpResponseBase:
+    body = parse_body(request, ChatRequest)
+    agent = await agent_get(slug=body.agent)
+    plan = plan_chat(body=body, agent=agent)
+    run = await steps.start(plan)
+    limits = protocol.StreamLimits(
+        keepalive_seconds=settings.CHAT_KEEPALIVE_SECONDS,
+        idle_timeout_seconds=settings.CHAT_IDLE_TIMEOUT_SECONDS,
+        total_timeout_seconds=settings.CHAT_TOTAL_TIMEOUT_SECONDS,
+    )
+    events = protocol.stream(
+        run.events(), limits=limits, message_id=plan.message_id, safe_error=steps.error_text
+    )
+    return StreamingHttpResponse(
+        events, content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS
+    )
+
+
+@csrf_exempt
+@allow_methods("POST")
+@json_errors
+async def generate_title(request: HttpRequest) -> HttpResponseBase:
+    body = parse_body(request, TitleRequest)
+    text = conversation_text(user_message=body.user_message, messages=body.messages)
+    params = {
+        "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
+        "max_tokens": 32,
+    }
+    try:
+        target = upstream.route(body.model or settings.TITLE_MODEL)
+        raw = await upstream.complete_text(target, params, timeout=settings.TITLE_TIMEOUT_MS / 1000)
+    except ApiError as error:
+        # The frontend has its own fallback title; a failure here must not become an error.
+        logger.warning("Title generation failed: %s", error.code)
+        return JsonResponse({"title": "", "useFallback": True})
+    title = clean_title(raw, max_length=settings.TITLE_MAX_LENGTH)
+    return JsonResponse({"title": title, "useFallback": not title})
+
+
+@allow_methods("GET")
+@json_errors
+async def models(request: HttpRequest) -> HttpResponseBase:
+    agents = [
+        {"id": a.slug, "name": a.name, "description": a.description, "tools": list(a.tools)}
+        for a in await agent_list()
+    ]
+    return JsonResponse({"models": model_catalog(), "agents": agents})
+
+
+@allow_methods("GET")
+@json_errors
+async def openapi(request: HttpRequest) -> HttpResponseBase:
+    return JsonResponse(openapi_document())

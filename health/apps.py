@@ -1,0 +1,7 @@
+"""App config of the health probes."""
+
+from django.apps import AppConfig
+
+
+class HealthConfig(AppConfig):
+    name = "health"

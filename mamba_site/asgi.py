@@ -1,0 +1,18 @@
+"""ASGI entry point: `daphne mamba_site.asgi:application`."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mamba_site.settings")
+
+# Django must be set up before anything that touches models is imported.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from mamba_site.checks import log_startup_warnings  # noqa: E402
+
+log_startup_warnings()
+
+application = ProtocolTypeRouter({"http": django_asgi_app})

@@ -1,0 +1,169 @@
+"""API errors: stable codes, safe messages and the JSON error response."""
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorCode(StrEnum):
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_INVALID = "AUTH_INVALID"
+    FORBIDDEN = "FORBIDDEN"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    NOT_FOUND = "NOT_FOUND"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
+    TOOL_NOT_FOUND = "TOOL_NOT_FOUND"
+    RATE_LIMITED = "RATE_LIMITED"
+    PROVIDER_ERROR = "PROVIDER_ERROR"
+    PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class ApiError(Exception):
+    """An error whose `detail` is safe to show to any client."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+    default_detail: ClassVar[str] = "An internal error occurred."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+        super().__init__(self.detail)
+
+
+class InvalidRequest(ApiError):
+    status, code, default_detail = 400, ErrorCode.INVALID_REQUEST, "The request is invalid."
+
+
+class ValidationFailed(ApiError):
+    status, code = 422, ErrorCode.VALIDATION_ERROR
+    default_detail = "The request body does not match the schema."
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    default_detail = "Send the body as JSON with Content-Type: application/json."
+
+
+class PayloadTooLarge(ApiError):
+    status, code, default_detail = 413, ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large."
+
+
+class MethodNotAllowed(ApiError):
+    status, code, default_detail = 405, ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed."
+
+
+class NotFound(ApiError):
+    status, code, default_detail = 404, ErrorCode.NOT_FOUND, "Not found."
+
+
+class ModelNotFound(ApiError):
+    status, code, default_detail = 404, ErrorCode.MODEL_NOT_FOUND, "The model is not available."
+
+
+class AgentNotFound(ApiError):
+    status, code, default_detail = 404, ErrorCode.AGENT_NOT_FOUND, "The agent does not exist."
+
+
+class RateLimited(ApiError):
+    status, code, default_detail = 429, ErrorCode.RATE_LIMITED, "Too many requests."
+
+
+class ProviderError(ApiError):
+    status, code = 502, ErrorCode.PROVIDER_ERROR
+    default_detail = "The model provider returned an error."
+
+
+class ProviderNotConfigured(ApiError):
+    status, code = 503, ErrorCode.PROVIDER_NOT_CONFIGURED
+    default_detail = (
+        "No OpenAI API key is configured. Set MAMBA_OPENAI__API_KEY (or OPENAI_API_KEY) "
+        "and restart the service."
+    )
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, ErrorCode.SERVICE_UNAVAILABLE
+    default_detail = "The model provider is unavailable."
+
+
+class UpstreamTimeout(ApiError):
+    status, code, default_detail = 504, ErrorCode.TIMEOUT, "The model provider did not answer in time."
+
+
+def request_id_of(request: HttpRequest | None) -> str:
+    return getattr(request, "request_id", "") if request is not None else ""
+
+
+def error_response(error: ApiError, request: HttpRequest | None = None) -> JsonResponse:
+    body: dict[str, Any] = {
+        "detail": error.detail,
+        "code": str(error.code),
+        "request_id": request_id_of(request),
+        **error.extra,
+    }
+    response = JsonResponse(body, status=error.status, headers=error.headers)
+    return response
+
+
+type AsyncView = Callable[..., Awaitable[HttpResponseBase]]
+
+
+def json_errors(view: AsyncView) -> AsyncView:
+    """Render `ApiError`s raised by an async view as JSON; anything else becomes a logged 500."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return await view(request, *args, **kwargs)
+        except ApiError as error:
+            return error_response(error, request)
+        except RequestDataTooBig:
+            return error_response(PayloadTooLarge(), request)
+        except Exception:
+            logger.exception("Unhandled error in %s", request.path)
+            return error_response(ApiError(), request)
+
+    return wrapper
+
+
+def allow_methods(*methods: str) -> Callable[[AsyncView], AsyncView]:
+    """Like `require_http_methods`, but the 405 is our JSON error (with an `Allow` header)."""
+
+    def decorator(view: AsyncView) -> AsyncView:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                error = MethodNotAllowed(
+                    f"Use {' or '.join(methods)} for {request.path}.",
+                    headers={"Allow": ", ".join(methods)},
+                )
+                return error_response(error, request)
+            return await view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,144 @@
+"""Settings, read from the environment (MAMBA_* names; see .env.example)."""
+
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.FileAwareEnv()
+env.prefix = "MAMBA_"
+
+DEBUG = env.bool("DEBUG", default=False)
+# A development key only when DEBUG is on; production must set MAMBA_SECRET_KEY (or _FILE).
+SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-mamba-dev-only" if DEBUG else environ.Env.NOTSET)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "mamba_site",
+    "agents",
+    "chat",
+    "health",
+]
+
+MIDDLEWARE = [
+    "mamba_site.middleware.RequestIdMiddleware",
+    "mamba_site.middleware.AccessLogMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mamba_site.urls"
+ASGI_APPLICATION = "mamba_site.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+
+# CORS: the frontend runs on another origin and sends only content-type (and an auth header).
+CORS_ALLOWED_ORIGINS = env.list(
+    "CORS__ALLOWED_ORIGINS", default=["http://localhost:3000", "http://127.0.0.1:3000"]
+)
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "x-request-id")
+CORS_EXPOSE_HEADERS = ("x-request-id",)
+CORS_PREFLIGHT_MAX_AGE = 600
+
+# The upstream: any OpenAI-compatible Chat Completions API.
+OPENAI_API_KEY = env.str("OPENAI__API_KEY", default=os.environ.get("OPENAI_API_KEY", ""))
+OPENAI_BASE_URL = env.str("OPENAI__BASE_URL", default="https://api.openai.com/v1")
+OPENAI_DEFAULT_MODEL = env.str("OPENAI__DEFAULT_MODEL", default="gpt-4o")
+OPENAI_TIMEOUT_SECONDS = env.float("OPENAI__TIMEOUT_SECONDS", default=60.0)
+OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI__CONNECT_TIMEOUT_SECONDS", default=10.0)
+OPENAI_MAX_RETRIES = env.int("OPENAI__MAX_RETRIES", default=2)
+OPENAI_MAX_CONNECTIONS = env.int("OPENAI__MAX_CONNECTIONS", default=200)
+
+# The offline model answers without any key; on by default only in development without a key.
+MOCK_MODEL_ENABLED = env.bool("MOCK_MODEL__ENABLED", default=DEBUG and not OPENAI_API_KEY)
+
+# Models: the catalog GET /models lists, and an optional allowlist (empty: any name is passed on).
+MODELS_CATALOG = env.json("MODELS__CATALOG", default=[])
+MODELS_ALLOWED = env.list("MODELS__ALLOWED", default=[])
+
+CHAT_MAX_STEPS = env.int("CHAT__MAX_STEPS", default=5)
+CHAT_MAX_BODY_BYTES = env.int("CHAT__MAX_BODY_BYTES", default=8 * 1024 * 1024)
+CHAT_IDLE_TIMEOUT_SECONDS = env.float("CHAT__IDLE_TIMEOUT_SECONDS", default=60.0)
+CHAT_TOTAL_TIMEOUT_SECONDS = env.float("CHAT__TOTAL_TIMEOUT_SECONDS", default=300.0)
+CHAT_KEEPALIVE_SECONDS = env.float("CHAT__KEEPALIVE_SECONDS", default=15.0)
+
+# Request bodies above the chat limit are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY_BYTES
+
+TITLE_MAX_LENGTH = env.int("TITLE__MAX_LENGTH", default=50)
+TITLE_TIMEOUT_MS = env.int("TITLE__TIMEOUT_MS", default=5000)
+TITLE_MODEL = env.str("TITLE__MODEL", default="gpt-4o-mini")
+
+LOGGING_LEVEL = env.str("LOGGING__LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "mamba_site.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "text",
+            "filters": ["request_id"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOGGING_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

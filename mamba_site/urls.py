@@ -1,0 +1,16 @@
+"""The root URLconf: the only place that wires the apps together."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from mamba_site import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("chat.urls")),
+    # Last: any other path outside the admin is a JSON 404, also with DEBUG on.
+    re_path(r"^(?!admin/)", views.not_found, name="not-found"),
+]
+
+handler404 = "mamba_site.views.not_found"
+handler500 = "mamba_site.views.server_error"
