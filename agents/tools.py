@@ -33,12 +33,21 @@ class FormOption(ToolArgs):
 class FormField(ToolArgs):
     id: str = Field(min_length=1)
     type: Literal[
-        "text", "textarea", "select", "checkbox", "radio", "date", "slider", "file", "number", "email"
+        "text",
+        "textarea",
+        "select",
+        "checkbox",
+        "radio",
+        "date",
+        "slider",
+        "file",
+        "number",
+        "email",
     ]
     label: str
     placeholder: str | None = None
     required: bool | None = None
-    defaultValue: str | int | float | bool | None = None  # noqa: N815 (the frontend's key)
+    defaultValue: str | int | float | bool | None = None
     options: list[FormOption] | None = Field(default=None, description="For select and radio.")
     min: int | float | None = None
     max: int | float | None = None
@@ -48,7 +57,7 @@ class FormField(ToolArgs):
 class FormArgs(ToolArgs):
     title: str
     description: str | None = None
-    submitLabel: str | None = None  # noqa: N815
+    submitLabel: str | None = None
     fields: list[FormField] = Field(min_length=1)
 
 
@@ -58,7 +67,7 @@ class ChartPoint(ToolArgs):
 
 
 class ChartArgs(ToolArgs):
-    chartType: Literal["line", "bar", "pie", "area"]  # noqa: N815
+    chartType: Literal["line", "bar", "pie", "area"]
     title: str
     description: str | None = None
     data: list[ChartPoint] = Field(min_length=1)
@@ -69,7 +78,7 @@ class CodeArgs(ToolArgs):
     code: str
     filename: str | None = None
     editable: bool | None = None
-    showLineNumbers: bool | None = None  # noqa: N815
+    showLineNumbers: bool | None = None
 
 
 class CardMedia(ToolArgs):
@@ -137,9 +146,7 @@ def openai_parameters(model: type[BaseModel]) -> dict[str, Json]:
     return clean(schema)  # type: ignore[no-any-return]
 
 
-def display_tool(
-    name: str, kind: str, args: type[ToolArgs], description: str
-) -> Tool:
+def display_tool(name: str, kind: str, args: type[ToolArgs], description: str) -> Tool:
     async def execute(validated: ToolArgs) -> Json:
         return {"type": kind, **validated.model_dump(mode="json", exclude_none=True)}
 

@@ -57,7 +57,10 @@ def _file_content(part: FilePart) -> dict[str, Any]:
         return {"type": "image_url", "image_url": {"url": part.url}}
     data = _data_url_payload(part.url)
     if media_type in AUDIO_FORMATS and data is not None:
-        return {"type": "input_audio", "input_audio": {"data": data, "format": AUDIO_FORMATS[media_type]}}
+        return {
+            "type": "input_audio",
+            "input_audio": {"data": data, "format": AUDIO_FORMATS[media_type]},
+        }
     if media_type == "application/pdf" and data is not None:
         return {
             "type": "file",
@@ -110,7 +113,9 @@ def _assistant_block(parts: list[Any]) -> list[OpenAIMessage]:
             }
             for p in tools
         ]
-    results = [{"role": "tool", "tool_call_id": p.tool_call_id, "content": _tool_result(p)} for p in tools]
+    results = [
+        {"role": "tool", "tool_call_id": p.tool_call_id, "content": _tool_result(p)} for p in tools
+    ]
     return [assistant, *results]
 
 
@@ -121,7 +126,9 @@ def _tool_result(part: ToolPart) -> str | None:
     if part.state == "output-error":
         return compact_json({"error": part.error_text or ""})
     denied = part.state == "output-denied" or (
-        part.state == "approval-responded" and part.approval is not None and part.approval.approved is False
+        part.state == "approval-responded"
+        and part.approval is not None
+        and part.approval.approved is False
     )
     if denied:
         return (part.approval.reason if part.approval else None) or DENIED

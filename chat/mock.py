@@ -92,8 +92,18 @@ def _reply(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
     elif "chart" in text.lower() and "generateChart" in tool_names:
         arguments = json.dumps(SAMPLE_CHART)
         yield _chunk({"role": "assistant", "content": f"{LABEL} Here is a sample chart."})
-        yield _chunk({"tool_calls": [{"index": 0, "id": "call_mock_chart", "type": "function",
-                                      "function": {"name": "generateChart", "arguments": ""}}]})
+        yield _chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_mock_chart",
+                        "type": "function",
+                        "function": {"name": "generateChart", "arguments": ""},
+                    }
+                ]
+            }
+        )
         for start in range(0, len(arguments), 40):
             piece = arguments[start : start + 40]
             yield _chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
@@ -131,7 +141,11 @@ def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
         "created": 0,
         "model": MODEL,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": title}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": title},
+                "finish_reason": "stop",
+            }
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }

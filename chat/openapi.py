@@ -41,7 +41,10 @@ def _errors(*statuses: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     models = (ChatRequest, TitleRequest, TitleResponse, ModelsResponse, ErrorResponse)
     _, schemas = models_json_schema(
-        [(m, "validation" if m in (ChatRequest, TitleRequest) else "serialization") for m in models],
+        [
+            (m, "validation" if m in (ChatRequest, TitleRequest) else "serialization")
+            for m in models
+        ],
         ref_template=REF,
     )
     stream = {
@@ -51,26 +54,35 @@ def openapi_document() -> dict[str, Any]:
     }
     title = {
         "requestBody": {"required": True, **_json(TitleRequest)},
-        "responses": {"200": {"description": "A title, or `useFallback`", **_json(TitleResponse)},
-                      **_errors("400", "405", "413", "415", "422")},
+        "responses": {
+            "200": {"description": "A title, or `useFallback`", **_json(TitleResponse)},
+            **_errors("400", "405", "413", "415", "422"),
+        },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Mamba", "version": mamba_site.__version__,
-                 "description": "A streaming gateway between AI SDK chat frontends and "
-                 "OpenAI-compatible APIs."},
+        "info": {
+            "title": "Mamba",
+            "version": mamba_site.__version__,
+            "description": "A streaming gateway between AI SDK chat frontends and "
+            "OpenAI-compatible APIs.",
+        },
         "paths": {
-            "/chat": {"post": {
-                "summary": "Stream a reply as the AI SDK UI message stream",
-                "requestBody": {"required": True, **_json(ChatRequest)},
-                "responses": {"200": stream, **_errors(*ERRORS)},
-            }},
+            "/chat": {
+                "post": {
+                    "summary": "Stream a reply as the AI SDK UI message stream",
+                    "requestBody": {"required": True, **_json(ChatRequest)},
+                    "responses": {"200": stream, **_errors(*ERRORS)},
+                }
+            },
             "/title/generate": {"post": {"summary": "Name a conversation", **title}},
             "/generate-title": {"post": {"summary": "Alias of /title/generate", **title}},
-            "/models": {"get": {
-                "summary": "The models and agents a caller may use",
-                "responses": {"200": {"description": "The catalog", **_json(ModelsResponse)}},
-            }},
+            "/models": {
+                "get": {
+                    "summary": "The models and agents a caller may use",
+                    "responses": {"200": {"description": "The catalog", **_json(ModelsResponse)}},
+                }
+            },
         },
         "components": {"schemas": schemas["$defs"]},
     }

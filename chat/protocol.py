@@ -102,7 +102,11 @@ class ToolInputStart:
     tool_name: str
 
     def wire(self) -> dict[str, Json]:
-        return {"type": "tool-input-start", "toolCallId": self.tool_call_id, "toolName": self.tool_name}
+        return {
+            "type": "tool-input-start",
+            "toolCallId": self.tool_call_id,
+            "toolName": self.tool_name,
+        }
 
 
 @dataclass(slots=True)
@@ -156,7 +160,11 @@ class ToolOutputAvailable:
     output: Json
 
     def wire(self) -> dict[str, Json]:
-        return {"type": "tool-output-available", "toolCallId": self.tool_call_id, "output": self.output}
+        return {
+            "type": "tool-output-available",
+            "toolCallId": self.tool_call_id,
+            "output": self.output,
+        }
 
 
 @dataclass(slots=True)
@@ -193,9 +201,23 @@ class Error:
 
 
 type Event = (
-    Start | StartStep | FinishStep | TextStart | TextDelta | TextEnd | ReasoningStart
-    | ReasoningDelta | ReasoningEnd | ToolInputStart | ToolInputDelta | ToolInputAvailable
-    | ToolInputError | ToolOutputAvailable | ToolOutputError | Finish | Error
+    Start
+    | StartStep
+    | FinishStep
+    | TextStart
+    | TextDelta
+    | TextEnd
+    | ReasoningStart
+    | ReasoningDelta
+    | ReasoningEnd
+    | ToolInputStart
+    | ToolInputDelta
+    | ToolInputAvailable
+    | ToolInputError
+    | ToolOutputAvailable
+    | ToolOutputError
+    | Finish
+    | Error
 )
 
 

@@ -1,4 +1,4 @@
-"""Request bodies of the chat API, as `useChat` (AI SDK 5 to 7) and the original service send them."""
+"""Request and response bodies of the chat API, as `useChat` (AI SDK 5 to 7) sends them."""
 
 from typing import Annotated, Any, Literal
 
@@ -89,9 +89,7 @@ class DataPart(Part):
 class OtherPart(Part):
     """Parts that never reach the model (sources, reasoning files, custom, steering)."""
 
-    type: Literal[
-        "source-url", "source-document", "reasoning-file", "custom", "steering-message"
-    ]
+    type: Literal["source-url", "source-document", "reasoning-file", "custom", "steering-message"]
 
 
 def _part_tag(value: Any) -> str | None:
@@ -163,7 +161,9 @@ class TitleRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    user_message: str | None = Field(default=None, alias="userMessage", min_length=1, max_length=10000)
+    user_message: str | None = Field(
+        default=None, alias="userMessage", min_length=1, max_length=10000
+    )
     conversation_id: str | None = Field(default=None, alias="conversationId")
     messages: list[UIMessage] | None = None
     model: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)

@@ -9,7 +9,7 @@ SYSTEM_PROMPT = (
     "words, no quotes, no trailing punctuation, in the language of the conversation."
 )
 MAX_INPUT_CHARS = 2000
-QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "`": "`"}
+QUOTE_PAIRS = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
 
 
 def conversation_text(*, user_message: str | None, messages: Iterable[UIMessage] | None) -> str:

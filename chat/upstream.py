@@ -155,11 +155,11 @@ async def open_stream(route: Route, params: dict[str, Any]) -> UpstreamStream:
     return UpstreamStream(response, stack)
 
 
-async def complete_text(route: Route, params: dict[str, Any], *, timeout: float) -> str:
+async def complete_text(route: Route, params: dict[str, Any], *, time_limit: float) -> str:
     """A short, non-streamed completion (titles); raises `ApiError` on any failure."""
-    client = client_for(route.provider).with_options(timeout=timeout, max_retries=0)
+    client = client_for(route.provider).with_options(timeout=time_limit, max_retries=0)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             completion = await client.chat.completions.create(model=route.model, **params)
     except TimeoutError:
         raise UpstreamTimeout() from None

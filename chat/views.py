@@ -48,12 +48,15 @@ async def generate_title(request: HttpRequest) -> HttpResponseBase:
     body = parse_body(request, TitleRequest)
     text = conversation_text(user_message=body.user_message, messages=body.messages)
     params = {
-        "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": text},
+        ],
         "max_tokens": 32,
     }
     try:
         target = upstream.route(body.model or settings.TITLE_MODEL)
-        raw = await upstream.complete_text(target, params, timeout=settings.TITLE_TIMEOUT_MS / 1000)
+        raw = await upstream.complete_text(target, params, time_limit=settings.TITLE_TIMEOUT_MS / 1000)
     except ApiError as error:
         # The frontend has its own fallback title; a failure here must not become an error.
         logger.warning("Title generation failed: %s", error.code)

@@ -7,7 +7,12 @@ from django.conf import settings
 from django.http import HttpRequest
 from pydantic import BaseModel, ValidationError
 
-from mamba_site.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from mamba_site.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 MAX_REPORTED_ERRORS = 20
 

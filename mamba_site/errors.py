@@ -69,7 +69,11 @@ class UnsupportedMediaType(ApiError):
 
 
 class PayloadTooLarge(ApiError):
-    status, code, default_detail = 413, ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large."
+    status, code, default_detail = (
+        413,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        "The request body is too large.",
+    )
 
 
 class MethodNotAllowed(ApiError):
@@ -111,7 +115,11 @@ class ServiceUnavailable(ApiError):
 
 
 class UpstreamTimeout(ApiError):
-    status, code, default_detail = 504, ErrorCode.TIMEOUT, "The model provider did not answer in time."
+    status, code, default_detail = (
+        504,
+        ErrorCode.TIMEOUT,
+        "The model provider did not answer in time.",
+    )
 
 
 def request_id_of(request: HttpRequest | None) -> str:

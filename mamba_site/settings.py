@@ -12,7 +12,9 @@ env.prefix = "MAMBA_"
 
 DEBUG = env.bool("DEBUG", default=False)
 # A development key only when DEBUG is on; production must set MAMBA_SECRET_KEY (or _FILE).
-SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-mamba-dev-only" if DEBUG else environ.Env.NOTSET)
+SECRET_KEY = env.str(
+    "SECRET_KEY", default="django-insecure-mamba-dev-only" if DEBUG else environ.Env.NOTSET
+)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [

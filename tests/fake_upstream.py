@@ -1,4 +1,4 @@
-"""Fake OpenAI-compatible Chat Completions server (asyncio + h11) for end-to-end tests and benchmarks."""
+"""Fake OpenAI Chat Completions server on real HTTP/1.1 (asyncio + h11) for tests and benches."""
 
 import argparse
 import asyncio
@@ -18,7 +18,7 @@ import h11
 
 Json = dict[str, Any]
 
-MARKER = "SECRET-PROVIDER-DETAIL"
+MARKER = "SECRET-PROVIDER-DETAIL"  # In every provider error message; must never reach clients.
 CREATED = 1700000000
 MODELS = ("gpt-4o", "gpt-4o-mini")
 CHART_ARGS = (
@@ -31,15 +31,29 @@ LONG_TITLE = (
     "An unusually long conversation title about planning a mountain trip "
     "with friends, dogs, snacks, maps, and too many bags."
 )
-# Checked in this order, first match wins. Keywords taking an argument are written `kw:<arg>`.
+# Streaming scripts, picked by the last user message. Checked in this order, first match wins;
+# a keyword matches as a whole token (case-insensitive), so "change" does not trigger "hang".
 KEYWORDS = (
-    "midstream-error stream-error-event hang slow drip reasoning-field reason badargs"
-    " invalid-chart chart two-tools unknown-tool length usage-none bench"
-).split()
-_ARG_PATTERNS = {"slow": r"\d*\.?\d+", "drip": r"\d+", "bench": r"\d+"}
+    "midstream-error",  # two content chunks, then the TCP connection is cut mid-body
+    "stream-error-event",  # one chunk, then a `data: {"error": ...}` event, then a clean end
+    "hang",  # 200 headers and no chunk until the client disconnects (max 120 s)
+    "slow",  # slow:<seconds>: wait before the first chunk, then the echo reply
+    "drip",  # drip:<n>: n "tick " chunks 0.2 s apart
+    "reasoning-field",  # like "reason" but in `delta.reasoning`
+    "reason",  # three `delta.reasoning_content` chunks, then "The answer is 42."
+    "badargs",  # generateChart call with truncated (invalid) JSON arguments
+    "invalid-chart",  # generateChart call with valid JSON that breaks the chart schema
+    "chart",  # "Here is the chart." then a generateChart call (id call_chart_1)
+    "two-tools",  # parallel generateCode + generateCard calls, interleaved
+    "unknown-tool",  # a launchMissiles call with arguments {}
+    "length",  # "Truncated" with finish_reason "length"
+    "usage-none",  # the echo reply, with no usage chunk even if asked
+    "bench",  # bench:<n>: n "token " chunks as fast as possible
+)
+ARG_PATTERNS = {"slow": r"\d*\.?\d+", "drip": r"\d+", "bench": r"\d+"}
 TOOL_KEYWORDS = ("badargs", "invalid-chart", "chart", "two-tools", "unknown-tool")
 _IRE = "invalid_request_error"
-# model -> (status, type, code, message); MARKER is appended to every message.
+# model -> (status, type, code, message); MARKER is appended to the message.
 MODEL_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "error-400": (400, _IRE, "context_length_exceeded", "Context too long."),
     "error-401": (401, _IRE, "invalid_api_key", "Incorrect API key provided: sk-fake."),
@@ -48,7 +62,27 @@ MODEL_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "error-500": (500, "server_error", None, "The server had an error processing your request."),
     "error-503": (503, "server_error", None, "The engine is currently overloaded."),
 }
-log = logging.getLogger("fake_upstream")
+SSE_HEADERS = [
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache"),
+    ("transfer-encoding", "chunked"),
+]
+log = logging.getLogger(__name__)
+
+
+def dumps(payload: Json) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def envelope(kind: str, completion_id: str, model: Any, choices: list[Json]) -> Json:
+    return {
+        "id": completion_id,
+        "object": kind,
+        "created": CREATED,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": choices,
+    }
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> Json:
@@ -58,22 +92,30 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
 def message_text(message: Json) -> str:
     """Text of a chat message whose content is a string or a list of content parts."""
     content = message.get("content")
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
+    return content if isinstance(content, str) else ""
 
 
 def last_user_text(messages: list[Json]) -> str:
     return next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
+def usage(messages: list[Json], completion_tokens: int) -> Json:
+    prompt_tokens = sum(len(message_text(m)) for m in messages) // 4 + 1
+    total = prompt_tokens + completion_tokens
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": total,
+    }
+
+
 def match_keyword(text: str) -> tuple[str | None, str]:
-    """First keyword (in KEYWORDS order) present as a whole token in `text`, with its argument."""
+    """The first of KEYWORDS found as a whole token in `text`, and its `:<arg>` if it takes one."""
     lowered = text.lower()
     for keyword in KEYWORDS:
-        arg = f":({_ARG_PATTERNS[keyword]})" if keyword in _ARG_PATTERNS else "()"
+        arg = f":({ARG_PATTERNS[keyword]})" if keyword in ARG_PATTERNS else "()"
         if found := re.search(rf"(?<![\w-]){re.escape(keyword)}{arg}(?![\w-])", lowered):
             return keyword, found.group(1)
     return None, ""
@@ -103,7 +145,7 @@ class Exchange:
     def __init__(self, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
         self.conn = conn
         self.writer = writer
-        self.gone = asyncio.Event()
+        self.gone = asyncio.Event()  # Set by the EOF watcher in FakeUpstream._serve_connection.
         self.aborted = False
 
     async def send(self, event: h11.Event) -> None:
@@ -122,73 +164,52 @@ class Exchange:
         if self.gone.is_set():
             raise ClientGone
 
-    async def send_json(
-        self, status: int, payload: Json, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        body = json.dumps(payload).encode()
-        all_headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
-        await self.send(h11.Response(status_code=status, headers=all_headers + (headers or [])))
+    async def send_json(self, status: int, payload: Json, *headers: tuple[str, str]) -> None:
+        body = dumps(payload).encode()
+        base = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        await self.send(h11.Response(status_code=status, headers=[*base, *headers]))
         await self.send(h11.Data(data=body))
         await self.send(h11.EndOfMessage())
 
-    def abort(self) -> None:
-        """Close the TCP connection without finishing the (chunked) body."""
-        self.aborted = True
-        self.writer.close()
-
 
 class ChunkStream:
-    """Writes `chat.completion.chunk` server-sent events for one streamed completion."""
+    """Writes the `chat.completion.chunk` server-sent events of one streamed completion."""
 
-    def __init__(self, ex: Exchange, completion_id: str, request: Json, delay: float) -> None:
+    def __init__(self, ex: Exchange, request: Json, completion_id: str, delay: float) -> None:
         self.ex = ex
-        self.id = completion_id
-        self.model = request.get("model")
+        self.request = request
         self.include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        self.prompt_tokens = sum(len(message_text(m)) for m in request.get("messages", [])) // 4 + 1
+        self.id = completion_id
         self.delay = delay
-        self.fragments = 0
+        self.fragments = 0  # content, reasoning and argument pieces: the completion_tokens
         self.events = 0
         self.started = False
+
+    def chunk(self, choices: list[Json]) -> Json:
+        chunk = envelope("chat.completion.chunk", self.id, self.request.get("model"), choices)
+        return chunk | {"usage": None} if self.include_usage else chunk
 
     async def event(self, data: Json | str) -> None:
         if self.events and self.delay:
             await self.ex.pause(self.delay)
         self.events += 1
-        text = data if isinstance(data, str) else json.dumps(data)
+        text = data if isinstance(data, str) else dumps(data)
         await self.ex.send(h11.Data(data=f"data: {text}\n\n".encode()))
 
-    def chunk(self, choices: list[Json]) -> Json:
-        chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": CREATED,
-            "model": self.model,
-            "system_fingerprint": "fp_fake",
-            "choices": choices,
-        }
-        if self.include_usage:
-            chunk["usage"] = None
-        return chunk
-
     async def delta(self, delta: Json, finish_reason: str | None = None) -> None:
-        if not self.started:
+        if not self.started:  # Like OpenAI, open with the role and an empty content.
             self.started = True
             await self.delta({"role": "assistant", "content": ""})
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         await self.event(self.chunk([choice]))
 
-    async def content(self, text: str) -> None:
+    async def content(self, text: str, field: str = "content") -> None:
         self.fragments += 1
-        await self.delta({"content": text})
+        await self.delta({field: text})
 
     async def words(self, text: str) -> None:
         for piece in word_chunks(text):
             await self.content(piece)
-
-    async def reasoning(self, text: str, field: str) -> None:
-        self.fragments += 1
-        await self.delta({field: text})
 
     async def tool_header(self, index: int, call_id: str, name: str) -> None:
         function = {"name": name, "arguments": ""}
@@ -207,36 +228,29 @@ class ChunkStream:
     async def finish(self, reason: str) -> None:
         await self.delta({}, reason)
         if self.include_usage:
-            usage = {
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.fragments,
-                "total_tokens": self.prompt_tokens + self.fragments,
-            }
-            await self.event(self.chunk([]) | {"usage": usage})
+            tokens = usage(self.request.get("messages", []), self.fragments)
+            await self.event(self.chunk([]) | {"usage": tokens})
         await self.event("[DONE]")
-        await self.end()
-
-    async def end(self) -> None:
         await self.ex.send(h11.EndOfMessage())
 
 
 class FakeUpstream:
-    """A fake OpenAI Chat Completions server; see the module's tests for usage."""
+    """The fake server: `await start()`/`await stop()`, or `with running_in_thread()`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float | None = None):
         self.host = host
         self.port = port
         env_delay = os.environ.get("FAKE_UPSTREAM_CHUNK_DELAY", "0")
         self.chunk_delay = float(env_delay) if chunk_delay is None else chunk_delay
-        self.connections = 0  # TCP connections accepted (not reset by reset()).
+        self.connections = 0  # TCP connections accepted; not cleared by reset().
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.reset()
 
     def reset(self) -> None:
-        self.requests: list[Json] = []
-        self.disconnects = 0
-        self.completed = 0
+        self.requests: list[Json] = []  # Chat request bodies, in order.
+        self.disconnects = 0  # Streams the client abandoned before they were fully written.
+        self.completed = 0  # Streams fully written.
         self._ids = itertools.count(1)
 
     def state(self) -> Json:
@@ -255,21 +269,21 @@ class FakeUpstream:
         return f"{self.origin}/v1"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)
+        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._tasks):
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
 
-    async def wait_for_disconnect(self, timeout: float = 1.0, count: int = 1) -> bool:
-        """True once at least `count` streams were disconnected (since reset), within timeout."""
+    async def wait_for_disconnect(self, timeout: float = 1.0, count: int = 1) -> bool:  # noqa: ASYNC109
+        """Whether `disconnects` reaches `count` (since the last reset) within `timeout` s."""
         deadline = time.monotonic() + timeout
         while self.disconnects < count:
             if time.monotonic() >= deadline:
@@ -280,7 +294,7 @@ class FakeUpstream:
     @classmethod
     @contextlib.contextmanager
     def running_in_thread(cls, **kwargs: Any) -> Iterator[Self]:
-        """Run a server on its own event loop in a daemon thread for synchronous callers."""
+        """Serve from an event loop in a daemon thread, for synchronous callers."""
         server = cls(**kwargs)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="fake-upstream", daemon=True)
@@ -294,15 +308,18 @@ class FakeUpstream:
             thread.join(timeout=10)
             loop.close()
 
-    # -- HTTP plumbing -------------------------------------------------------------------
+    # -- HTTP/1.1 ---------------------------------------------------------------------------
+
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Own the task (rather than hand start_server a coroutine) so stop() can cancel it.
+        self.connections += 1
+        task = asyncio.create_task(self._serve_connection(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
             while (request := await self._read_request(conn, reader)) is not None:
@@ -315,19 +332,17 @@ class FakeUpstream:
                     await asyncio.wait([watcher])
                 if ex.aborted or ex.gone.is_set() or conn.our_state is not h11.DONE:
                     break
-                conn.start_next_cycle()
+                conn.start_next_cycle()  # Keep-alive: serve the next request.
         except (ConnectionError, h11.ProtocolError, ClientGone):
             pass
         finally:
-            self._tasks.discard(task)
             writer.close()
 
     @staticmethod
     async def _read_request(
         conn: h11.Connection, reader: asyncio.StreamReader
     ) -> tuple[h11.Request, bytes] | None:
-        request: h11.Request | None = None
-        body = bytearray()
+        request, body = None, bytearray()
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -338,17 +353,17 @@ class FakeUpstream:
                 body += event.data
             elif isinstance(event, h11.EndOfMessage) and request is not None:
                 return request, bytes(body)
-            else:
+            else:  # ConnectionClosed: the client is done with this connection.
                 return None
 
     @staticmethod
     async def _watch_for_eof(
         conn: h11.Connection, reader: asyncio.StreamReader, gone: asyncio.Event
     ) -> None:
-        """While a response is written, read the socket so a client close is seen at once."""
+        """While a response is written, read the socket so that a client close is seen at once."""
         with contextlib.suppress(ConnectionError):
             while data := await reader.read(65536):
-                conn.receive_data(data)  # A pipelined next request: keep it for h11.
+                conn.receive_data(data)  # A pipelined next request: h11 keeps it.
         gone.set()
 
     async def _route(self, ex: Exchange, request: h11.Request, body: bytes) -> None:
@@ -369,95 +384,70 @@ class FakeUpstream:
                 await ex.send_json(200, {})
             else:
                 message = f"Invalid URL ({method} {path})"
-                await ex.send_json(404, error_body(message, "invalid_request_error", "unknown_url"))
+                await ex.send_json(404, error_body(message, _IRE, "unknown_url"))
         except ClientGone:
             raise
-        except Exception as exc:  # A bug in the fake: report it rather than hang the client.
+        except Exception as exc:  # A bug in the fake: answer 500 (if still possible), not hang.
             log.exception("fake upstream failed")
             if ex.conn.our_state is h11.SEND_RESPONSE:
-                await ex.send_json(
-                    500, error_body(f"fake upstream bug: {exc!r}", "server_error", None)
-                )
+                await ex.send_json(500, error_body(f"fake upstream: {exc!r}", "server_error", None))
 
-    # -- Chat completions ----------------------------------------------------------------
+    # -- Chat completions -------------------------------------------------------------------
 
     async def _chat(self, ex: Exchange, body: bytes) -> None:
         try:
             request = json.loads(body)
-            assert isinstance(request, dict)
-        except (ValueError, AssertionError):
-            error = error_body(
-                f"We could not parse the JSON body. {MARKER}", "invalid_request_error", None
-            )
-            await ex.send_json(400, error)
+        except ValueError:
+            await ex.send_json(400, error_body(f"Invalid JSON body. {MARKER}", _IRE, None))
             return
         self.requests.append(request)
         model = str(request.get("model", ""))
         if model == "missing-model":
             message = f"The model `{model}` does not exist or you do not have access to it."
-            await ex.send_json(404, error_body(message, "invalid_request_error", "model_not_found"))
+            await ex.send_json(404, error_body(message, _IRE, "model_not_found"))
         elif model in MODEL_ERRORS:
             status, type_, code, message = MODEL_ERRORS[model]
-            message = f"{message} {MARKER}"
-            headers = [("retry-after", "7")] if status == 429 else []
-            param = "messages" if status == 400 else None
-            await ex.send_json(status, error_body(message, type_, code, param), headers)
+            error = error_body(
+                f"{message} {MARKER}", type_, code, "messages" if status == 400 else None
+            )
+            retry_after = [("retry-after", "7")] if status == 429 else []
+            await ex.send_json(status, error, *retry_after)
         elif request.get("stream"):
             await self._stream(ex, request)
         else:
             await self._complete(ex, request)
 
     async def _complete(self, ex: Exchange, request: Json) -> None:
-        text = last_user_text(request.get("messages", []))
-        lowered = text.lower()
-        if "slow-title" in lowered:
+        """A non-streamed reply: a conversation title."""
+        messages = request.get("messages", [])
+        text = last_user_text(messages)
+        if "slow-title" in text.lower():
             with contextlib.suppress(ClientGone):
                 await ex.pause(3)
-        if "quoted-title" in lowered:
+        if "quoted-title" in text.lower():
             content = '"Quoted Title"'
-        elif "long-title" in lowered:
+        elif "long-title" in text.lower():
             content = LONG_TITLE
         else:
             content = "Title: " + " ".join(text.split()[:5])
-        prompt = sum(len(message_text(m)) for m in request.get("messages", [])) // 4 + 1
-        completion = len(content.split())
         message = {"role": "assistant", "content": content, "refusal": None}
-        await ex.send_json(
-            200,
-            {
-                "id": f"chatcmpl-fake{next(self._ids)}",
-                "object": "chat.completion",
-                "created": CREATED,
-                "model": request.get("model"),
-                "system_fingerprint": "fp_fake",
-                "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-                ],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                },
-            },
-        )
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        completion_id = f"chatcmpl-fake{next(self._ids)}"
+        reply = envelope("chat.completion", completion_id, request.get("model"), [choice])
+        await ex.send_json(200, reply | {"usage": usage(messages, len(content.split()))})
 
     async def _stream(self, ex: Exchange, request: Json) -> None:
-        headers = [
-            ("content-type", "text/event-stream; charset=utf-8"),
-            ("cache-control", "no-cache"),
-            ("transfer-encoding", "chunked"),
-        ]
-        stream = ChunkStream(ex, f"chatcmpl-fake{next(self._ids)}", request, self.chunk_delay)
+        stream = ChunkStream(ex, request, f"chatcmpl-fake{next(self._ids)}", self.chunk_delay)
         try:
-            await ex.send(h11.Response(status_code=200, headers=headers))
+            await ex.send(h11.Response(status_code=200, headers=SSE_HEADERS))
             if await self._script(stream, request.get("messages", [])):
                 self.completed += 1
         except ClientGone:
             self.disconnects += 1
 
     async def _script(self, s: ChunkStream, messages: list[Json]) -> bool:
-        """Play the scripted reply; return True if the stream was fully written."""
-        if messages and messages[-1].get("role") == "tool":
+        """Play the scripted reply; return whether the stream was fully written."""
+        if messages and messages[-1].get("role") == "tool":  # The step after a tool call.
             await s.words("Done: the tool returned a result.")
             await s.finish("stop")
             return True
@@ -467,14 +457,15 @@ class FakeUpstream:
             case "midstream-error":
                 await s.content("Partial ")
                 await s.content("answer")
-                s.ex.abort()
+                s.ex.aborted = True
+                s.ex.writer.close()  # No terminating zero-length chunk: a broken body.
                 return False
             case "stream-error-event":
                 await s.content("Partial ")
                 await s.event(
                     {"error": {"message": f"{MARKER} overloaded", "type": "server_error"}}
                 )
-                await s.end()
+                await s.ex.send(h11.EndOfMessage())
                 return True
             case "hang":
                 await s.ex.pause(120)
@@ -489,7 +480,7 @@ class FakeUpstream:
             case "reason" | "reasoning-field":
                 field = "reasoning" if keyword == "reasoning-field" else "reasoning_content"
                 for piece in ("Let me think. ", "The user wants ", "an answer."):
-                    await s.reasoning(piece, field)
+                    await s.content(piece, field)
                 await s.words("The answer is 42.")
             case "badargs":
                 await s.tool_call("call_badargs_1", "generateChart", BAD_ARGS)
@@ -525,19 +516,18 @@ class FakeUpstream:
         await s.tool_arguments(0, code[0])
         await s.tool_header(1, "call_card_1", "generateCard")
         for pair in itertools.zip_longest(card, code[1:]):
-            for index, piece in zip((1, 0), pair):
+            for index, piece in zip((1, 0), pair, strict=True):
                 if piece is not None:
                     await s.tool_arguments(index, piece)
 
 
-async def serve(host: str, port: int, chunk_delay: float | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, announcing `READY <port>` on stdout once listening."""
+async def serve(host: str = "127.0.0.1", port: int = 0, chunk_delay: float | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, printing `READY <port>` to stdout once listening."""
     server = FakeUpstream(host, port, chunk_delay=chunk_delay)
     await server.start()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     print(f"READY {server.port}", flush=True)
     await stop.wait()
     await server.stop()
@@ -546,13 +536,8 @@ async def serve(host: str, port: int, chunk_delay: float | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument(
-        "--chunk-delay",
-        type=float,
-        default=None,
-        help="seconds between streamed chunks (default: $FAKE_UPSTREAM_CHUNK_DELAY or 0)",
-    )
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--chunk-delay", type=float, help="seconds between streamed chunks")
     args = parser.parse_args(argv)
     asyncio.run(serve(args.host, args.port, args.chunk_delay))
 

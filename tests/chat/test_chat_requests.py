@@ -1,0 +1,184 @@
+import uuid
+
+import pytest
+
+from tests.chat.conftest import parse_sse, read_stream, user
+
+
+async def post(async_client, body, content_type="application/json", path="/chat", **extra):
+    return await async_client.post(path, body, content_type=content_type, **extra)
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == code
+    assert body["detail"]
+    assert body["request_id"] == response["X-Request-ID"]
+    return body
+
+
+async def test_chat_returns_400_for_invalid_json(async_client):
+    response = await post(async_client, "{not json")
+    assert assert_error(response, 400, "INVALID_REQUEST")["detail"] == (
+        "The request body is not valid JSON."
+    )
+
+
+async def test_chat_returns_400_for_empty_messages(async_client):
+    response = await post(async_client, {"messages": []})
+    assert assert_error(response, 400, "INVALID_REQUEST")["detail"] == "Messages must not be empty."
+
+
+async def test_chat_returns_415_for_wrong_content_type(async_client):
+    response = await post(
+        async_client, "messages=1", content_type="application/x-www-form-urlencoded"
+    )
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+async def test_chat_returns_413_over_body_limit(async_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = await post(async_client, {"messages": [user("x" * 500)]})
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({}, "messages"),
+        ({"messages": "hi"}, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"id": "1", "role": "user", "parts": []}]}, "messages.0"),
+        (
+            {"messages": [{"id": "1", "role": "user", "parts": [{"type": "banana"}]}]},
+            "messages.0.parts.0",
+        ),
+        (
+            {"messages": [{"id": "1", "role": "user", "parts": [{"type": "text"}]}]},
+            "messages.0.parts.0.text.text",
+        ),
+        ({"messages": [user("x")], "model": ""}, "model"),
+        ({"messages": [user("x")], "tools": "generateChart"}, "tools"),
+        ([1, 2], ""),
+    ],
+)
+async def test_chat_returns_422_with_field_paths(async_client, body, loc):
+    response = await post(async_client, body)
+    body = assert_error(response, 422, "VALIDATION_ERROR")
+    assert loc in [e["loc"] for e in body["errors"]]
+
+
+async def test_chat_422_does_not_echo_input_values(async_client):
+    body = {"messages": [{"id": "1", "role": "SECRET-VALUE", "parts": []}]}
+    response = await post(async_client, body)
+    assert response.status_code == 422
+    assert b"SECRET-VALUE" not in response.content
+
+
+async def test_chat_returns_405_for_get(async_client):
+    response = await async_client.get("/chat")
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response["Allow"] == "POST"
+
+
+async def test_chat_unknown_tool_is_400_naming_available(async_client):
+    response = await post(async_client, {"messages": [user("x")], "tools": ["launchMissiles"]})
+    body = assert_error(response, 400, "INVALID_REQUEST")
+    assert "launchMissiles" in body["detail"]
+    assert "generateChart" in body["available_tools"]
+
+
+async def test_chat_unknown_agent_is_404(async_client):
+    response = await post(async_client, {"messages": [user("x")], "agent": "research-x"})
+    body = assert_error(response, 404, "AGENT_NOT_FOUND")
+    assert body["available_agents"] == ["main"]
+
+
+async def test_chat_unsupported_file_is_422(async_client):
+    message = {
+        "id": "u",
+        "role": "user",
+        "parts": [{"type": "file", "mediaType": "application/zip", "url": "https://x.test/a.zip"}],
+    }
+    response = await post(async_client, {"messages": [message]})
+    assert_error(response, 422, "VALIDATION_ERROR")
+
+
+async def test_chat_without_key_says_what_to_set(async_client, settings):
+    settings.OPENAI_API_KEY = ""
+    settings.MOCK_MODEL_ENABLED = False
+    response = await post(async_client, {"messages": [user("x")]})
+    body = assert_error(response, 503, "PROVIDER_NOT_CONFIGURED")
+    assert "MAMBA_OPENAI__API_KEY" in body["detail"]
+    assert "OPENAI_API_KEY" in body["detail"]
+
+
+async def test_chat_mock_model_streams_chart_without_key(async_client, settings):
+    settings.OPENAI_API_KEY = ""
+    settings.MOCK_MODEL_ENABLED = True
+    response = await post(async_client, {"messages": [user("Show me a chart")], "model": "gpt-4o"})
+    events = parse_sse(await read_stream(response))
+    output = next(e for e in events if e != "[DONE]" and e["type"] == "tool-output-available")
+    assert output["output"]["type"] == "chart"
+    text = "".join(e["delta"] for e in events if e != "[DONE]" and e["type"] == "text-delta")
+    assert "offline mock model" in text
+    assert events[-2]["messageMetadata"]["model"] == "mock/echo"
+
+
+async def test_chat_mock_model_is_deterministic(async_client, settings):
+    settings.MOCK_MODEL_ENABLED = True
+
+    async def reply():
+        response = await post(async_client, {"messages": [user("ping")], "model": "mock/echo"})
+        events = parse_sse(await read_stream(response))
+        return "".join(e["delta"] for e in events if e != "[DONE]" and e["type"] == "text-delta")
+
+    first = await reply()
+    assert first == await reply()
+    assert first.endswith("You said: ping")
+
+
+async def test_chat_mock_model_disabled_is_404(async_client):
+    response = await post(async_client, {"messages": [user("x")], "model": "mock/echo"})
+    assert_error(response, 404, "MODEL_NOT_FOUND")
+
+
+async def test_request_id_is_echoed_when_uuid(async_client):
+    request_id = str(uuid.uuid4())
+    response = await async_client.get("/models", headers={"X-Request-ID": request_id})
+    assert response["X-Request-ID"] == request_id
+
+
+async def test_request_id_is_replaced_when_not_uuid(async_client):
+    response = await async_client.get("/models", headers={"X-Request-ID": "evil\nvalue"})
+    assert str(uuid.UUID(response["X-Request-ID"])) == response["X-Request-ID"]
+
+
+async def test_unknown_route_is_json_404(async_client):
+    response = await async_client.get("/nope")
+    assert_error(response, 404, "NOT_FOUND")
+
+
+async def test_cors_preflight_is_answered_and_exposes_request_id(async_client):
+    response = await async_client.options(
+        "/chat",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "content-type" in response["Access-Control-Allow-Headers"]
+    simple = await async_client.get("/models", headers={"Origin": "http://localhost:3000"})
+    assert "x-request-id" in simple["Access-Control-Expose-Headers"].lower()
+
+
+async def test_cors_rejects_unknown_origin(async_client):
+    response = await async_client.options(
+        "/chat", headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
+    )
+    assert "Access-Control-Allow-Origin" not in response

@@ -1,0 +1,368 @@
+import json
+
+import httpx
+import orjson
+import pytest
+
+from tests.chat.conftest import (
+    UPSTREAM_URL,
+    chunk,
+    parse_sse,
+    read_stream,
+    sse,
+    streaming,
+    text_reply,
+    tool_reply,
+    user,
+)
+
+CHART = {"chartType": "bar", "title": "Fruit", "data": [{"label": "apples", "value": 10}]}
+
+
+async def post_chat(async_client, body, **headers):
+    return await async_client.post("/chat", body, content_type="application/json", headers=headers)
+
+
+async def chat_events(async_client, body):
+    response = await post_chat(async_client, body)
+    assert response.status_code == 200, response.content
+    return parse_sse(await read_stream(response))
+
+
+def types(events):
+    return [e if e == "[DONE]" else e["type"] for e in events]
+
+
+def sent(route, index=0):
+    return json.loads(route.calls[index].request.content)
+
+
+async def test_chat_streams_text_deltas(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("Hel", "lo")))
+    response = await post_chat(async_client, {"messages": [user("Hi")]})
+    assert response["Content-Type"] == "text/event-stream"
+    assert response["X-Vercel-AI-UI-Message-Stream"] == "v1"
+    assert response["Cache-Control"] == "no-cache"
+    assert response["X-Accel-Buffering"] == "no"
+    events = parse_sse(await read_stream(response))
+    assert types(events) == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+        "[DONE]",
+    ]
+    assert (
+        "".join(e["delta"] for e in events if e != "[DONE]" and e["type"] == "text-delta")
+        == "Hello"
+    )
+
+
+async def test_chat_finish_carries_reason_usage_and_timings(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x", finish="length")))
+    finish = (await chat_events(async_client, {"messages": [user("Hi")], "model": "gpt-4o"}))[-2]
+    assert finish["finishReason"] == "length"
+    meta = finish["messageMetadata"]
+    assert meta["model"] == "gpt-4o"
+    assert meta["usage"]["inputTokens"] == 10
+    assert meta["usage"]["outputTokens"] == 5
+    assert meta["usage"]["totalTokens"] == 15
+    assert meta["timings"]["totalMs"] >= meta["timings"]["timeToFirstTokenMs"] >= 0
+
+
+async def test_chat_sends_history_system_prompt_tools_and_usage_option(async_client, respx_mock):
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    await chat_events(async_client, {"messages": [user("Hi")], "model": "openai/gpt-4o-mini"})
+    body = sent(route)
+    assert body["model"] == "gpt-4o-mini"
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["messages"][0]["role"] == "system"
+    assert body["messages"][1] == {"role": "user", "content": "Hi"}
+    names = [t["function"]["name"] for t in body["tools"]]
+    assert names == ["generateForm", "generateChart", "generateCode", "generateCard"]
+    assert route.calls[0].request.headers["authorization"] == "Bearer sk-test-key"
+
+
+async def test_chat_uses_default_model_when_none_given(async_client, respx_mock, settings):
+    settings.OPENAI_DEFAULT_MODEL = "gpt-default"
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    await chat_events(async_client, {"messages": [user("Hi")]})
+    assert sent(route)["model"] == "gpt-default"
+
+
+async def test_chat_tools_in_body_narrow_the_agent_tools(async_client, respx_mock):
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    await chat_events(async_client, {"messages": [user("Hi")], "tools": ["generateChart"]})
+    assert [t["function"]["name"] for t in sent(route)["tools"]] == ["generateChart"]
+
+
+async def test_chat_empty_tools_list_sends_no_tools(async_client, respx_mock):
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    await chat_events(async_client, {"messages": [user("Hi")], "tools": []})
+    assert "tools" not in sent(route)
+
+
+async def test_chat_display_tool_call_streams_output_and_calls_model_again(
+    async_client, respx_mock
+):
+    route = respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("generateChart", json.dumps(CHART), text="Sure.")),
+            streaming(text_reply("Here it is.")),
+        ]
+    )
+    events = await chat_events(async_client, {"messages": [user("chart please")]})
+    assert types(events) == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-delta",
+        "tool-input-available",
+        "tool-output-available",
+        "finish-step",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+        "[DONE]",
+    ]
+    output = next(e for e in events if e != "[DONE]" and e["type"] == "tool-output-available")
+    assert output == {
+        "type": "tool-output-available",
+        "toolCallId": "call_1",
+        "output": {"type": "chart", **CHART},
+    }
+    second = sent(route, 1)["messages"]
+    assert second[-2]["role"] == "assistant"
+    assert second[-2]["content"] == "Sure."
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "generateChart"
+    assert second[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": orjson.dumps({"type": "chart", **CHART}).decode(),
+    }
+    assert events[-2]["finishReason"] == "stop"
+    assert events[-2]["messageMetadata"]["usage"]["inputTokens"] == 20
+
+
+async def test_chat_unparseable_tool_arguments_give_tool_input_error(async_client, respx_mock):
+    route = respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("generateChart", '{"chartType": ')),
+            streaming(text_reply("Sorry.")),
+        ]
+    )
+    events = await chat_events(async_client, {"messages": [user("chart")]})
+    error = next(e for e in events if e != "[DONE]" and e["type"] == "tool-input-error")
+    assert error["toolName"] == "generateChart"
+    assert error["errorText"] == "The tool arguments are not valid JSON."
+    second = sent(route, 1)["messages"]
+    assert second[-2]["tool_calls"][0]["function"]["arguments"] == "{}"
+    assert json.loads(second[-1]["content"]) == {"error": "The tool arguments are not valid JSON."}
+
+
+async def test_chat_invalid_tool_input_gives_tool_output_error(async_client, respx_mock):
+    bad = {"chartType": "donut", "title": "T", "data": []}
+    respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("generateChart", json.dumps(bad))),
+            streaming(text_reply("Sorry.")),
+        ]
+    )
+    events = await chat_events(async_client, {"messages": [user("chart")]})
+    error = next(e for e in events if e != "[DONE]" and e["type"] == "tool-output-error")
+    assert error["errorText"].startswith("Invalid input for generateChart: chartType")
+
+
+async def test_chat_tool_not_offered_gives_tool_input_error(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("generateCode", '{"language":"py","code":"x"}')),
+            streaming(text_reply("ok")),
+        ]
+    )
+    events = await chat_events(async_client, {"messages": [user("x")], "tools": ["generateChart"]})
+    error = next(e for e in events if e != "[DONE]" and e["type"] == "tool-input-error")
+    assert error["errorText"] == "Tool 'generateCode' is not available."
+
+
+async def test_chat_stops_after_max_steps(async_client, respx_mock, settings):
+    settings.CHAT_MAX_STEPS = 2
+    route = respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=lambda request: streaming(
+            tool_reply("generateCode", '{"language":"py","code":"x"}')
+        )
+    )
+    events = await chat_events(async_client, {"messages": [user("loop")]})
+    assert route.call_count == 2
+    assert types(events).count("start-step") == 2
+    assert events[-2]["finishReason"] == "tool-calls"
+
+
+async def test_chat_streams_reasoning_before_text(async_client, respx_mock):
+    body = sse(
+        chunk({"reasoning_content": "think"}), chunk({"content": "answer"}), chunk({}, "stop")
+    )
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(body))
+    events = await chat_events(async_client, {"messages": [user("Hi")]})
+    assert types(events)[2:8] == [
+        "reasoning-start",
+        "reasoning-delta",
+        "reasoning-end",
+        "text-start",
+        "text-delta",
+        "text-end",
+    ]
+
+
+async def test_chat_continues_last_assistant_message_id(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    assistant = {
+        "id": "assistant-7",
+        "role": "assistant",
+        "parts": [
+            {"type": "step-start"},
+            {
+                "type": "tool-generateCode",
+                "toolCallId": "c1",
+                "state": "output-available",
+                "input": {"language": "py", "code": "x"},
+                "output": {"type": "code"},
+            },
+        ],
+    }
+    events = await chat_events(async_client, {"messages": [user("Hi"), assistant]})
+    assert events[0] == {"type": "start", "messageId": "assistant-7"}
+
+
+async def test_chat_new_message_id_is_sdk_shaped(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    message_id = (await chat_events(async_client, {"messages": [user("Hi")]}))[0]["messageId"]
+    assert len(message_id) == 16
+    assert message_id.isalnum()
+
+
+async def test_chat_accepts_original_simple_form(async_client, respx_mock):
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    body = {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4o"}
+    await chat_events(async_client, body)
+    assert sent(route)["messages"][-1] == {"role": "user", "content": "hello"}
+
+
+async def test_chat_error_mid_stream_ends_with_safe_error_finish_and_done(async_client, respx_mock):
+    body = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"Par"}}]}\n\n'
+        b'data: {"error":{"message":"SECRET-PROVIDER-DETAIL","type":"server_error"}}\n\n'
+    )
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(body))
+    response = await post_chat(async_client, {"messages": [user("Hi")]})
+    raw = await read_stream(response)
+    assert b"SECRET" not in raw
+    events = parse_sse(raw)
+    assert types(events) == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "error",
+        "finish",
+        "[DONE]",
+    ]
+    assert events[-3]["errorText"] == "The model provider reported an error during the reply."
+    assert events[-2]["finishReason"] == "error"
+
+
+async def test_chat_malformed_upstream_event_is_a_safe_error(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(b"data: {not json\n\n"))
+    events = await chat_events(async_client, {"messages": [user("Hi")]})
+    assert events[-3] == {
+        "type": "error",
+        "errorText": "The model provider sent a malformed reply.",
+    }
+
+
+async def test_chat_error_in_second_step_is_an_error_chunk(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("generateCode", '{"language":"py","code":"x"}')),
+            httpx.Response(500, json={"error": {"message": "SECRET-PROVIDER-DETAIL"}}),
+        ]
+    )
+    response = await post_chat(async_client, {"messages": [user("x")]})
+    raw = await read_stream(response)
+    assert b"SECRET" not in raw
+    events = parse_sse(raw)
+    assert types(events)[-3:] == ["error", "finish", "[DONE]"]
+    assert events[-3]["errorText"] == "The model provider returned an error."
+
+
+@pytest.mark.parametrize(
+    ("status", "ours", "code"),
+    [
+        (400, 400, "INVALID_REQUEST"),
+        (401, 502, "PROVIDER_ERROR"),
+        (403, 502, "PROVIDER_ERROR"),
+        (404, 404, "MODEL_NOT_FOUND"),
+        (429, 429, "RATE_LIMITED"),
+        (500, 502, "PROVIDER_ERROR"),
+        (503, 503, "SERVICE_UNAVAILABLE"),
+    ],
+)
+async def test_chat_upstream_error_before_stream_is_json(
+    async_client, respx_mock, status, ours, code
+):
+    error = {"error": {"message": "SECRET-PROVIDER-DETAIL", "type": "x", "code": "some_code"}}
+    respx_mock.post(UPSTREAM_URL).mock(
+        return_value=httpx.Response(status, json=error, headers={"retry-after": "7"})
+    )
+    response = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert response.status_code == ours
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == code
+    assert body["request_id"] == response["X-Request-ID"]
+    assert "SECRET" not in response.content.decode()
+    if status == 429:
+        assert response["Retry-After"] == "7"
+
+
+async def test_chat_model_not_found_code_on_400_is_404(async_client, respx_mock):
+    error = {"error": {"message": "nope", "code": "model_not_found"}}
+    respx_mock.post(UPSTREAM_URL).mock(return_value=httpx.Response(400, json=error))
+    response = await post_chat(async_client, {"messages": [user("Hi")], "model": "nope-1"})
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Model 'nope-1' is not available from the provider."
+
+
+@pytest.mark.parametrize(
+    ("exception", "status", "code"),
+    [
+        (httpx.ConnectError("refused"), 503, "SERVICE_UNAVAILABLE"),
+        (httpx.ReadTimeout("slow"), 504, "TIMEOUT"),
+    ],
+)
+async def test_chat_upstream_unreachable_or_slow(async_client, respx_mock, exception, status, code):
+    respx_mock.post(UPSTREAM_URL).mock(side_effect=exception)
+    response = await post_chat(async_client, {"messages": [user("Hi")]})
+    assert response.status_code == status
+    assert response.json()["code"] == code
+
+
+async def test_chat_model_outside_allowlist_is_404(async_client, settings):
+    settings.MODELS_ALLOWED = ["gpt-4o"]
+    response = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-5"})
+    assert response.status_code == 404
+    assert response.json()["code"] == "MODEL_NOT_FOUND"

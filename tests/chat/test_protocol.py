@@ -1,0 +1,134 @@
+import asyncio
+
+import orjson
+import pytest
+
+from chat import protocol as p
+from tests.chat.conftest import parse_sse
+
+LIMITS = p.StreamLimits(keepalive_seconds=5, idle_timeout_seconds=10, total_timeout_seconds=30)
+
+
+def test_encode_writes_one_sse_event_with_camel_case_keys():
+    raw = p.encode(p.ToolInputStart("c1", "generateChart"))
+    assert raw.endswith(b"\n\n")
+    assert orjson.loads(raw.removeprefix(b"data: ")) == {
+        "type": "tool-input-start",
+        "toolCallId": "c1",
+        "toolName": "generateChart",
+    }
+
+
+def test_encode_omits_absent_optional_keys_instead_of_null():
+    assert orjson.loads(p.encode(p.Finish("stop"))[6:]) == {
+        "type": "finish",
+        "finishReason": "stop",
+    }
+
+
+async def collect(events, limits=LIMITS, safe_error=lambda e: "safe text"):
+    async def source():
+        for e in events:
+            if isinstance(e, BaseException):
+                raise e
+            if isinstance(e, float):
+                await asyncio.sleep(e)
+                continue
+            yield e
+
+    out = [
+        b async for b in p.stream(source(), limits=limits, message_id="m1", safe_error=safe_error)
+    ]
+    return b"".join(out)
+
+
+async def test_stream_ends_with_done():
+    raw = await collect([p.Start("m1"), p.Finish("stop")])
+    assert parse_sse(raw) == [
+        {"type": "start", "messageId": "m1"},
+        {"type": "finish", "finishReason": "stop"},
+        "[DONE]",
+    ]
+
+
+async def test_stream_closes_open_blocks_before_error():
+    events = [
+        p.Start("m1"),
+        p.StartStep(),
+        p.TextStart("t1"),
+        p.TextDelta("t1", "x"),
+        RuntimeError("secret internals"),
+    ]
+    types = [e if e == "[DONE]" else e["type"] for e in parse_sse(await collect(events))]
+    assert types == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "error",
+        "finish",
+        "[DONE]",
+    ]
+
+
+async def test_stream_error_text_comes_from_safe_error():
+    raw = await collect([p.Start("m1"), RuntimeError("secret internals")])
+    assert b"secret internals" not in raw
+    assert {"type": "error", "errorText": "safe text"} in parse_sse(raw)
+
+
+async def test_stream_error_before_start_still_sends_start():
+    events = parse_sse(await collect([RuntimeError("x")]))
+    assert events[0] == {"type": "start", "messageId": "m1"}
+
+
+async def test_stream_sends_keepalive_while_producer_is_silent():
+    limits = p.StreamLimits(keepalive_seconds=0.05, idle_timeout_seconds=5, total_timeout_seconds=5)
+    raw = await collect([p.Start("m1"), 0.2, p.Finish("stop")], limits=limits)
+    assert raw.count(b": keep-alive\n\n") >= 2
+    assert parse_sse(raw)[-1] == "[DONE]"
+
+
+async def test_stream_idle_timeout_ends_with_error():
+    limits = p.StreamLimits(
+        keepalive_seconds=0.05, idle_timeout_seconds=0.2, total_timeout_seconds=5
+    )
+    seen = []
+    raw = await collect(
+        [p.Start("m1"), 5.0, p.Finish("stop")],
+        limits=limits,
+        safe_error=lambda e: seen.append(e) or "timed out",
+    )
+    assert isinstance(seen[0], p.StreamTimeout)
+    assert {"type": "error", "errorText": "timed out"} in parse_sse(raw)
+
+
+async def test_stream_total_timeout_ends_a_busy_stream():
+    limits = p.StreamLimits(keepalive_seconds=1, idle_timeout_seconds=1, total_timeout_seconds=0.3)
+    events = [p.Start("m1")] + [
+        x for _ in range(100) for x in (0.02, p.StartStep(), p.FinishStep())
+    ]
+    raw = await collect(events, limits=limits, safe_error=lambda e: "too long")
+    assert {"type": "error", "errorText": "too long"} in parse_sse(raw)
+
+
+async def test_stream_close_cancels_and_closes_producer():
+    closed = asyncio.Event()
+
+    async def source():
+        try:
+            yield p.Start("m1")
+            await asyncio.sleep(30)
+        finally:
+            closed.set()
+
+    stream = p.stream(source(), limits=LIMITS, message_id="m1", safe_error=str)
+    assert b"start" in await anext(stream)
+    consumer = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.05)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    await asyncio.wait_for(closed.wait(), 1)

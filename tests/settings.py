@@ -1,0 +1,17 @@
+"""Test settings: the real settings module, with a test upstream and a test database."""
+
+import os
+
+os.environ.setdefault("MAMBA_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("MAMBA_OPENAI__API_KEY", "sk-test-key")
+os.environ.setdefault("MAMBA_OPENAI__BASE_URL", "http://upstream.test/v1")
+os.environ.setdefault("MAMBA_OPENAI__MAX_RETRIES", "0")
+os.environ.setdefault("MAMBA_MOCK_MODEL__ENABLED", "false")
+os.environ.setdefault(
+    "MAMBA_DATABASE_URL",
+    os.environ.get("MAMBA_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mamba"),
+)
+
+from mamba_site.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
