@@ -56,7 +56,8 @@ async def generate_title(request: HttpRequest) -> HttpResponseBase:
     }
     try:
         target = upstream.route(body.model or settings.TITLE_MODEL)
-        raw = await upstream.complete_text(target, params, time_limit=settings.TITLE_TIMEOUT_MS / 1000)
+        time_limit = settings.TITLE_TIMEOUT_MS / 1000
+        raw = await upstream.complete_text(target, params, time_limit=time_limit)
     except ApiError as error:
         # The frontend has its own fallback title; a failure here must not become an error.
         logger.warning("Title generation failed: %s", error.code)
