@@ -94,7 +94,7 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 CORS_PREFLIGHT_MAX_AGE = 600
 
 # The upstream: any OpenAI-compatible Chat Completions API.
-OPENAI_API_KEY = env.str("OPENAI__API_KEY", default=os.environ.get("OPENAI_API_KEY", ""))
+OPENAI_API_KEY = env.str("OPENAI__API_KEY", default="") or os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env.str("OPENAI__BASE_URL", default="https://api.openai.com/v1")
 OPENAI_DEFAULT_MODEL = env.str("OPENAI__DEFAULT_MODEL", default="gpt-4o")
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI__TIMEOUT_SECONDS", default=60.0)

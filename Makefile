@@ -1,0 +1,59 @@
+# One command to run the service (make run), one to run the tests (make test).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_DIR := tests/e2e/node
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# PostgreSQL for the test suite; `make test-sqlite` runs it on SQLite.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mamba
+
+.PHONY: help install run test test-sqlite test-fast lint fmt check clean
+
+help:
+	@echo "make run          set up (venv, install, migrate) and serve on http://$(HOST):$(PORT)"
+	@echo "make test         set up and run the whole test suite (PostgreSQL)"
+	@echo "make test-sqlite  the same suite on SQLite"
+	@echo "make lint | fmt | check"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+install: $(VENV)/.installed
+
+# Development defaults: DEBUG on, and without an OpenAI key the offline model answers.
+run: install
+	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) manage.py migrate --noinput
+	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) -m daphne --access-log /dev/null \
+		-b $(HOST) -p $(PORT) mamba_site.asgi:application
+
+test: install $(NODE_DIR)/node_modules/.package-lock.json
+	MAMBA_DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: install $(NODE_DIR)/node_modules/.package-lock.json
+	MAMBA_DATABASE_URL=sqlite:///$(CURDIR)/.test.sqlite3 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	MAMBA_DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+fmt: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+check: install
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .test.sqlite3
