@@ -1,7 +1,7 @@
 """The tool registry: the four display tools the frontend renders (PROTOCOL.md §10)."""
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -108,10 +108,20 @@ class Tool:
     args: type[ToolArgs]
     kind: Literal["display", "server"]
     execute: Callable[[ToolArgs], Awaitable[Json]]
+    # The OpenAI `tools` entry, built once: schema generation is too slow for every request.
+    spec: dict[str, Json] = field(init=False)
+
+    def __post_init__(self) -> None:
+        function = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": openai_parameters(self.args),
+        }
+        object.__setattr__(self, "spec", {"type": "function", "function": function})
 
     @property
     def parameters(self) -> dict[str, Json]:
-        return openai_parameters(self.args)
+        return self.spec["function"]["parameters"]  # type: ignore[no-any-return]
 
     def validate(self, arguments: Json) -> ToolArgs:
         try:

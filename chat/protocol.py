@@ -5,7 +5,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
 
@@ -20,6 +20,7 @@ HEADERS = {
 }
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
+INTERRUPTED = "The reply was interrupted before this tool call finished."
 
 # The finish reasons every client from ai 6.0.12 to 7.x accepts.
 type FinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -47,53 +48,54 @@ class FinishStep:
 
 
 @dataclass(slots=True)
-class TextStart:
+class _Block:
+    """An event about one text or reasoning block; subclasses only name the type."""
+
+    TYPE: ClassVar[str] = ""
     id: str
 
     def wire(self) -> dict[str, Json]:
-        return {"type": "text-start", "id": self.id}
+        return {"type": self.TYPE, "id": self.id}
 
 
 @dataclass(slots=True)
-class TextDelta:
+class _BlockDelta:
+    TYPE: ClassVar[str] = ""
     id: str
     delta: str
 
     def wire(self) -> dict[str, Json]:
-        return {"type": "text-delta", "id": self.id, "delta": self.delta}
+        return {"type": self.TYPE, "id": self.id, "delta": self.delta}
 
 
-@dataclass(slots=True)
-class TextEnd:
-    id: str
-
-    def wire(self) -> dict[str, Json]:
-        return {"type": "text-end", "id": self.id}
+class TextStart(_Block):
+    __slots__ = ()
+    TYPE = "text-start"
 
 
-@dataclass(slots=True)
-class ReasoningStart:
-    id: str
-
-    def wire(self) -> dict[str, Json]:
-        return {"type": "reasoning-start", "id": self.id}
+class TextDelta(_BlockDelta):
+    __slots__ = ()
+    TYPE = "text-delta"
 
 
-@dataclass(slots=True)
-class ReasoningDelta:
-    id: str
-    delta: str
-
-    def wire(self) -> dict[str, Json]:
-        return {"type": "reasoning-delta", "id": self.id, "delta": self.delta}
+class TextEnd(_Block):
+    __slots__ = ()
+    TYPE = "text-end"
 
 
-@dataclass(slots=True)
-class ReasoningEnd:
-    id: str
+class ReasoningStart(_Block):
+    __slots__ = ()
+    TYPE = "reasoning-start"
 
-    def wire(self) -> dict[str, Json]:
-        return {"type": "reasoning-end", "id": self.id}
+
+class ReasoningDelta(_BlockDelta):
+    __slots__ = ()
+    TYPE = "reasoning-delta"
+
+
+class ReasoningEnd(_Block):
+    __slots__ = ()
+    TYPE = "reasoning-end"
 
 
 @dataclass(slots=True)
@@ -239,13 +241,14 @@ class StreamTimeout(Exception):
 class _Ledger:
     """What the stream has opened, so an error can close it before the `error` chunk."""
 
-    __slots__ = ("blocks", "finished", "started", "step_open")
+    __slots__ = ("blocks", "finished", "started", "step_open", "tool_calls")
 
     def __init__(self) -> None:
         self.started = False
         self.step_open = False
         self.finished = False
         self.blocks: dict[str, type[TextEnd] | type[ReasoningEnd]] = {}
+        self.tool_calls: set[str] = set()
 
     def note(self, event: Event) -> None:
         kind = type(event)
@@ -257,6 +260,10 @@ class _Ledger:
             self.blocks[event.id] = ReasoningEnd  # type: ignore[union-attr]
         elif kind is TextEnd or kind is ReasoningEnd:
             self.blocks.pop(event.id, None)  # type: ignore[union-attr]
+        elif kind is ToolInputStart:
+            self.tool_calls.add(event.tool_call_id)  # type: ignore[union-attr]
+        elif kind is ToolOutputAvailable or kind is ToolOutputError or kind is ToolInputError:
+            self.tool_calls.discard(event.tool_call_id)  # type: ignore[union-attr]
         elif kind is StartStep:
             self.step_open = True
         elif kind is FinishStep:
@@ -269,6 +276,7 @@ class _Ledger:
     def closing(self, error_text: str, message_id: str) -> list[Event]:
         events: list[Event] = [] if self.started else [Start(message_id)]
         events += [end(block_id) for block_id, end in self.blocks.items()]
+        events += [ToolOutputError(call_id, INTERRUPTED) for call_id in sorted(self.tool_calls)]
         if self.step_open:
             events.append(FinishStep())
         events += [Error(error_text), Finish("error")]

@@ -57,17 +57,7 @@ class ChatPlan:
     def request_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"messages": self.messages, **self.options}
         if self.tools:
-            params["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": tool.name,
-                        "description": tool.description,
-                        "parameters": tool.parameters,
-                    },
-                }
-                for tool in self.tools
-            ]
+            params["tools"] = [tool.spec for tool in self.tools]
         return params
 
 

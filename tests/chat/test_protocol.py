@@ -73,6 +73,24 @@ async def test_stream_closes_open_blocks_before_error():
     ]
 
 
+async def test_stream_error_ends_unfinished_tool_calls():
+    events = [
+        p.Start("m1"),
+        p.StartStep(),
+        p.ToolInputStart("c1", "x"),
+        p.ToolInputStart("c2", "y"),
+        p.ToolInputAvailable("c2", "y", {}),
+        p.ToolOutputAvailable("c2", {}),
+        RuntimeError("boom"),
+    ]
+    parsed = parse_sse(await collect(events))
+    assert parsed[6:9] == [
+        {"type": "tool-output-error", "toolCallId": "c1", "errorText": p.INTERRUPTED},
+        {"type": "finish-step"},
+        {"type": "error", "errorText": "safe text"},
+    ]
+
+
 async def test_stream_error_text_comes_from_safe_error():
     raw = await collect([p.Start("m1"), RuntimeError("secret internals")])
     assert b"secret internals" not in raw
