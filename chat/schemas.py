@@ -192,7 +192,7 @@ class ModelInfo(BaseModel):
 
 
 class AgentInfo(BaseModel):
-    id: str = Field(description="The slug to send as `agent` in POST /chat.")
+    slug: str = Field(description="The value to send as `agent` in POST /chat.")
     name: str
     description: str
     tools: list[str]

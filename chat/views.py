@@ -70,7 +70,7 @@ async def generate_title(request: HttpRequest) -> HttpResponseBase:
 @json_errors
 async def models(request: HttpRequest) -> HttpResponseBase:
     agents = [
-        {"id": a.slug, "name": a.name, "description": a.description, "tools": list(a.tools)}
+        {"slug": a.slug, "name": a.name, "description": a.description, "tools": list(a.tools)}
         for a in await agent_list()
     ]
     return JsonResponse({"models": model_catalog(), "agents": agents})

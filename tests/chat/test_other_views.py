@@ -113,7 +113,14 @@ async def test_models_lists_catalog_and_agents(async_client):
         "context_window",
         "supports_tools",
     }
-    assert body["agents"][0]["id"] == "main"
+    assert body["agents"] == [
+        {
+            "slug": "main",
+            "name": "Mamba",
+            "description": body["agents"][0]["description"],
+            "tools": ["generateForm", "generateChart", "generateCode", "generateCard"],
+        }
+    ]
 
 
 async def test_models_catalog_from_settings_with_mock(async_client, settings):
