@@ -1,29 +1,23 @@
-"""Reads of agents for other apps. Until agents live in the database, the default is in code."""
+"""Reads of agents for other apps, from an in-process cache with a bounded staleness."""
 
-from dataclasses import dataclass
+import logging
+import math
+import time
+from dataclasses import dataclass, field
 
-from agents.tools import DISPLAY_TOOLS
+from django.conf import settings
+
+from agents.models import Agent
+from agents.tools import REGISTRY
 from mamba_site.errors import AgentNotFound
 
-DEFAULT_AGENT_SLUG = "main"
-
-MAIN_PROMPT = """\
-You are Mamba, a helpful assistant in a chat application that can show rich content.
-
-Answer in clear, well-structured Markdown. Besides text you have four display tools; the \
-application renders their output, so never repeat a tool's content in your text.
-- generateChart: numbers to compare or a trend over time (line, bar, pie, area).
-- generateForm: when the user must enter or choose data (a sign-up, a booking, a survey).
-- generateCode: when the answer is source code, a script, a config file or shell commands.
-- generateCard: a summary of one item (a product, a place, a person) with optional media \
-and actions.
-Use at most the tools the request needs, fill every required field, and after a tool call \
-add one short sentence of context rather than a restatement. When a plain answer is enough, \
-just answer."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
+    """An immutable copy of an enabled agent, safe to share between requests."""
+
     slug: str
     name: str
     description: str
@@ -34,25 +28,69 @@ class AgentSpec:
     max_output_tokens: int | None = None
     max_steps: int | None = None
 
+    @classmethod
+    def of(cls, agent: Agent) -> "AgentSpec":
+        unknown = [name for name in agent.tools if name not in REGISTRY]
+        if unknown:
+            logger.warning("Agent %s names unknown tools %s: left out", agent.slug, unknown)
+        return cls(
+            slug=agent.slug,
+            name=agent.name,
+            description=agent.description,
+            system_prompt=agent.system_prompt,
+            tools=tuple(name for name in agent.tools if name in REGISTRY),
+            model=agent.model,
+            temperature=agent.temperature,
+            max_output_tokens=agent.max_output_tokens,
+            max_steps=agent.max_steps,
+        )
 
-DEFAULT_AGENT = AgentSpec(
-    slug=DEFAULT_AGENT_SLUG,
-    name="Mamba",
-    description="A general assistant that can show charts, forms, code and cards.",
-    system_prompt=MAIN_PROMPT,
-    tools=tuple(tool.name for tool in DISPLAY_TOOLS),
-)
+
+@dataclass(slots=True)
+class _Cache:
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    default: str | None = None
+    loaded_at: float = -math.inf
+    generation: int = 0
+
+
+_cache = _Cache()
+
+
+def agents_invalidate(**kwargs: object) -> None:
+    """Forget the cached agents (connected to Agent's save and delete signals)."""
+    _cache.generation += 1
+    _cache.loaded_at = -math.inf
+
+
+async def _agents() -> _Cache:
+    if time.monotonic() - _cache.loaded_at < settings.AGENTS_CACHE_SECONDS:
+        return _cache
+    generation = _cache.generation
+    rows = [agent async for agent in Agent.objects.enabled()]
+    _cache.agents = {agent.slug: AgentSpec.of(agent) for agent in rows}
+    _cache.default = next((agent.slug for agent in rows if agent.is_default), None)
+    # A save during the query may not be in `rows`: then stay stale-marked and read again.
+    if generation == _cache.generation:
+        _cache.loaded_at = time.monotonic()
+    return _cache
 
 
 async def agent_get(*, slug: str | None) -> AgentSpec:
-    """The agent named `slug`, or the default agent; raises `AgentNotFound`."""
-    if slug is None or slug == DEFAULT_AGENT.slug:
-        return DEFAULT_AGENT
-    raise AgentNotFound(
-        f"Agent {slug!r} does not exist. Available agents: {DEFAULT_AGENT.slug}.",
-        extra={"available_agents": [DEFAULT_AGENT.slug]},
-    )
+    """The enabled agent `slug`, or the default agent; raises `AgentNotFound`."""
+    cache = await _agents()
+    key = slug if slug is not None else cache.default
+    agent = cache.agents.get(key) if key is not None else None
+    if agent is None:
+        available = sorted(cache.agents)
+        what = f"Agent {slug!r} does not exist or is disabled" if slug else "No default agent"
+        raise AgentNotFound(
+            f"{what}. Available agents: {', '.join(available) or 'none'}.",
+            extra={"available_agents": available},
+        )
+    return agent
 
 
 async def agent_list() -> list[AgentSpec]:
-    return [DEFAULT_AGENT]
+    cache = await _agents()
+    return [cache.agents[slug] for slug in sorted(cache.agents)]

@@ -1,16 +1,24 @@
-"""The tool registry: the four display tools the frontend renders (PROTOCOL.md §10)."""
+"""The tool registry: display tools the frontend renders (PROTOCOL.md §10) and server tools."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agents.complexity import CodeError, analyze
+from agents.search import notes_search
+
 type Json = Any
 
 
-class ToolInputInvalid(ValueError):
-    """The model's arguments do not match the tool's schema; the message is safe to show."""
+class ToolError(ValueError):
+    """A tool could not produce a result; the message is safe to show and to give the model."""
+
+
+class ToolInputInvalid(ToolError):
+    """The model's arguments do not match the tool's schema."""
 
 
 class ToolArgs(BaseModel):
@@ -197,7 +205,53 @@ DISPLAY_TOOLS = (
     ),
 )
 
-REGISTRY: dict[str, Tool] = {tool.name: tool for tool in DISPLAY_TOOLS}
+
+class SearchNotesArgs(ToolArgs):
+    query: str = Field(min_length=1, max_length=500, description="Words to look for.")
+    limit: int = Field(default=5, ge=1, le=10, description="How many notes to return.")
+
+
+class AnalyzeComplexityArgs(ToolArgs):
+    code: str = Field(min_length=1, max_length=100_000, description="The source code.")
+    language: str = Field(default="python", max_length=40, description="e.g. python, javascript")
+
+
+async def search_notes(args: ToolArgs) -> Json:
+    assert isinstance(args, SearchNotesArgs)
+    results = await notes_search(query=args.query, limit=args.limit)
+    return {"query": args.query, "count": len(results), "results": results}
+
+
+async def analyze_complexity(args: ToolArgs) -> Json:
+    assert isinstance(args, AnalyzeComplexityArgs)
+    try:
+        # Parsing is CPU work: off the event loop, so other streams keep flowing.
+        return await asyncio.to_thread(analyze, args.code, args.language)
+    except CodeError as error:
+        raise ToolError(str(error)) from None
+
+
+SERVER_TOOLS = (
+    Tool(
+        name="search_notes",
+        description="Search the team's notes (title, body, tags, source URL) by keywords. "
+        "Returns the best matches with snippets; cite note titles and URLs in your answer.",
+        args=SearchNotesArgs,
+        kind="server",
+        execute=search_notes,
+    ),
+    Tool(
+        name="analyze_complexity",
+        description="Measure a code snippet. For Python: per-function cyclomatic complexity, "
+        "length and nesting depth from the syntax tree. For other languages: line, comment "
+        "and longest-block measures only. Use its figures; do not invent others.",
+        args=AnalyzeComplexityArgs,
+        kind="server",
+        execute=analyze_complexity,
+    ),
+)
+
+REGISTRY: dict[str, Tool] = {tool.name: tool for tool in (*DISPLAY_TOOLS, *SERVER_TOOLS)}
 
 
 def tool_get(*, name: str) -> Tool | None:

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import orjson
 
-MODEL = "mock/echo"
+from agents.catalog import MOCK_MODEL
+
+MODEL = MOCK_MODEL
 BASE_URL = "http://mock.invalid/v1"
 LABEL = "[offline mock model: set MAMBA_OPENAI__API_KEY for a real one]"
 CHUNK_DELAY_SECONDS = 0.02

@@ -45,5 +45,7 @@ def plan_chat(*, body: ChatRequest, agent: AgentSpec) -> ChatPlan:
         tools=[tool for name in tool_names if (tool := tool_get(name=name)) is not None],
         max_steps=agent.max_steps or settings.CHAT_MAX_STEPS,
         message_id=message_id,
+        tool_timeout=settings.TOOLS_TIMEOUT_SECONDS,
+        tool_output_limit=settings.TOOLS_MAX_OUTPUT_BYTES,
         options=options,
     )

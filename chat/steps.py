@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from agents.tools import Tool, ToolInputInvalid
+from agents.tools import Tool, ToolError
 from chat import protocol as p
 from chat.messages import OpenAIMessage, compact_json
 from chat.translate import BlockIds, ToolCall, Translator, Usage
@@ -51,6 +51,8 @@ class ChatPlan:
     tools: Sequence[Tool]
     max_steps: int
     message_id: str
+    tool_timeout: float = 10.0
+    tool_output_limit: int = 32 * 1024
     options: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
@@ -138,17 +140,34 @@ class ChatRun:
             return [event], _tool_message(call, {"error": reason})
         events: list[p.Event] = [p.ToolInputAvailable(call.id, call.name, arguments)]
         try:
-            output = await tool.execute(tool.validate(arguments))
-        except ToolInputInvalid as error:
-            events.append(p.ToolOutputError(call.id, str(error)))
-            return events, _tool_message(call, {"error": str(error)})
+            output = await self._execute(tool, arguments)
+        except ToolError as error:
+            reason = str(error)
         except Exception:
             logger.exception("Tool %s failed", call.name)
             reason = f"Tool {call.name!r} failed."
-            events.append(p.ToolOutputError(call.id, reason))
-            return events, _tool_message(call, {"error": reason})
-        events.append(p.ToolOutputAvailable(call.id, output))
-        return events, _tool_message(call, output)
+        else:
+            events.append(p.ToolOutputAvailable(call.id, output))
+            return events, _tool_message(call, output)
+        # The model is told the tool failed, so it can recover in the next step.
+        events.append(p.ToolOutputError(call.id, reason))
+        return events, _tool_message(call, {"error": reason})
+
+    async def _execute(self, tool: Tool, arguments: dict[str, Any]) -> Any:
+        """Run a tool within the plan's time and output size limits; raises `ToolError`."""
+        validated = tool.validate(arguments)
+        try:
+            async with asyncio.timeout(self.plan.tool_timeout):
+                output = await tool.execute(validated)
+        except TimeoutError:
+            raise ToolError(
+                f"Tool {tool.name!r} took longer than {self.plan.tool_timeout:g} s."
+            ) from None
+        if len(orjson.dumps(output)) > self.plan.tool_output_limit:
+            raise ToolError(
+                f"Tool {tool.name!r} returned more than {self.plan.tool_output_limit} bytes."
+            )
+        return output
 
     def metadata(self) -> dict[str, Any]:
         now = time.perf_counter()

@@ -7,9 +7,9 @@ from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from agents.catalog import model_catalog
 from agents.selectors import agent_get, agent_list
 from chat import protocol, steps, upstream
-from chat.catalog import model_catalog
 from chat.openapi import openapi_document
 from chat.plans import plan_chat
 from chat.schemas import ChatRequest, TitleRequest

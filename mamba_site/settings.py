@@ -109,6 +109,12 @@ MOCK_MODEL_ENABLED = env.bool("MOCK_MODEL__ENABLED", default=DEBUG and not OPENA
 MODELS_CATALOG = env.json("MODELS__CATALOG", default=[])
 MODELS_ALLOWED = env.list("MODELS__ALLOWED", default=[])
 
+# How stale an agent may be on a replica that did not save it (seconds).
+AGENTS_CACHE_SECONDS = env.float("AGENTS__CACHE_SECONDS", default=5.0)
+# Server tools (search_notes, analyze_complexity): time and output size limits per call.
+TOOLS_TIMEOUT_SECONDS = env.float("TOOLS__TIMEOUT_SECONDS", default=10.0)
+TOOLS_MAX_OUTPUT_BYTES = env.int("TOOLS__MAX_OUTPUT_BYTES", default=32 * 1024)
+
 CHAT_MAX_STEPS = env.int("CHAT__MAX_STEPS", default=5)
 CHAT_MAX_BODY_BYTES = env.int("CHAT__MAX_BODY_BYTES", default=8 * 1024 * 1024)
 CHAT_IDLE_TIMEOUT_SECONDS = env.float("CHAT__IDLE_TIMEOUT_SECONDS", default=60.0)

@@ -10,9 +10,13 @@ async def run(name, arguments):
     return await tool.execute(tool.validate(arguments))
 
 
-def test_tools_registers_the_four_display_tools():
-    assert set(REGISTRY) == {"generateForm", "generateChart", "generateCode", "generateCard"}
-    assert all(tool.kind == "display" for tool in REGISTRY.values())
+def test_tools_registers_display_and_server_tools():
+    display = {"generateForm", "generateChart", "generateCode", "generateCard"}
+    assert {name for name, tool in REGISTRY.items() if tool.kind == "display"} == display
+    assert {name for name, tool in REGISTRY.items() if tool.kind == "server"} == {
+        "search_notes",
+        "analyze_complexity",
+    }
 
 
 @pytest.mark.parametrize("name", ["generateForm", "generateChart", "generateCode", "generateCard"])

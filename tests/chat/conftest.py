@@ -6,7 +6,12 @@ import httpx
 import orjson
 import pytest
 
+from agents.models import Agent
+from agents.tools import DISPLAY_TOOLS
+
 UPSTREAM_URL = "http://upstream.test/v1/chat/completions"
+# Transactional tests flush only these apps' tables: flushing every table costs ~0.4 s a test.
+API_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "agents"]
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict:
@@ -94,3 +99,21 @@ def user(text: str, id: str = "u1") -> dict:
 @pytest.fixture
 def upstream_mock(respx_mock):
     return respx_mock
+
+
+@pytest.fixture
+def main_agent(transactional_db):
+    """The only agent: the default, with the display tools (seeded rows may or may not exist)."""
+    Agent.objects.exclude(slug="main").delete()
+    agent, _ = Agent.objects.update_or_create(
+        slug="main",
+        defaults={
+            "name": "Mamba",
+            "description": "The default agent.",
+            "system_prompt": "You are a test assistant.",
+            "tools": [tool.name for tool in DISPLAY_TOOLS],
+            "is_default": True,
+            "enabled": True,
+        },
+    )
+    return agent

@@ -2,7 +2,12 @@ import uuid
 
 import pytest
 
-from tests.chat.conftest import parse_sse, read_stream, user
+from tests.chat.conftest import API_APPS, parse_sse, read_stream, user
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, available_apps=API_APPS),
+    pytest.mark.usefixtures("main_agent"),
+]
 
 
 async def post(async_client, body, content_type="application/json", path="/chat", **extra):

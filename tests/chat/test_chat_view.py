@@ -5,6 +5,7 @@ import orjson
 import pytest
 
 from tests.chat.conftest import (
+    API_APPS,
     UPSTREAM_URL,
     chunk,
     parse_sse,
@@ -15,6 +16,11 @@ from tests.chat.conftest import (
     tool_reply,
     user,
 )
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, available_apps=API_APPS),
+    pytest.mark.usefixtures("main_agent"),
+]
 
 CHART = {"chartType": "bar", "title": "Fruit", "data": [{"label": "apples", "value": 10}]}
 

@@ -4,7 +4,12 @@ import json
 import httpx
 import pytest
 
-from tests.chat.conftest import UPSTREAM_URL
+from tests.chat.conftest import API_APPS, UPSTREAM_URL
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, available_apps=API_APPS),
+    pytest.mark.usefixtures("main_agent"),
+]
 
 
 def completion(content):

@@ -1,10 +1,8 @@
-"""The model catalog that GET /models lists."""
+"""The model catalog: what GET /models lists and what an agent may pin."""
 
 from typing import Any
 
 from django.conf import settings
-
-from chat import mock
 
 DEFAULT_CATALOG: tuple[dict[str, Any], ...] = (
     {
@@ -24,8 +22,10 @@ DEFAULT_CATALOG: tuple[dict[str, Any], ...] = (
         "supports_tools": True,
     },
 )
+# The offline model of chat.mock: deterministic replies without a key.
+MOCK_MODEL = "mock/echo"
 MOCK_ENTRY = {
-    "id": mock.MODEL,
+    "id": MOCK_MODEL,
     "name": "Offline mock",
     "provider": "mamba",
     "description": "Deterministic offline replies for development; no API key needed.",
@@ -55,3 +55,8 @@ def _entry(item: dict[str, Any] | str) -> dict[str, Any]:
         "context_window": item.get("context_window", 0),
         "supports_tools": item.get("supports_tools", True),
     }
+
+
+def known_model_ids() -> set[str]:
+    """Model names an agent may pin: the catalog (or the allowlist, when one is set)."""
+    return set(settings.MODELS_ALLOWED) or {entry["id"] for entry in model_catalog()}

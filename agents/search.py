@@ -1,0 +1,102 @@
+"""Full-text search over notes: PostgreSQL's text search, or a word match on other databases."""
+
+import re
+from typing import Any
+
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
+from django.db import connection
+from django.db.models import Q
+
+from agents.models import Note
+
+CONFIG = "english"
+SNIPPET_CHARS = 200
+MARK_START, MARK_END = "**", "**"
+CANDIDATES = 200
+
+
+async def notes_search(*, query: str, limit: int) -> list[dict[str, Any]]:
+    """The best matches first, each with a snippet around the match."""
+    if connection.vendor == "postgresql":
+        return await _postgres_search(query, limit)
+    return await _word_search(query, limit)
+
+
+def _result(note: Note, snippet: str, score: float) -> dict[str, Any]:
+    return {
+        "id": note.pk,
+        "title": note.title,
+        "snippet": snippet,
+        "tags": note.tag_list,
+        "source_url": note.source_url,
+        "score": round(score, 4),
+    }
+
+
+async def _postgres_search(query: str, limit: int) -> list[dict[str, Any]]:
+    vector = (
+        SearchVector("title", weight="A", config=CONFIG)
+        + SearchVector("tags", weight="B", config=CONFIG)
+        + SearchVector("body", weight="C", config=CONFIG)
+    )
+    search = SearchQuery(query, search_type="websearch", config=CONFIG)
+    notes = (
+        Note.objects.annotate(
+            document=vector,
+            rank=SearchRank(vector, search),
+            snippet=SearchHeadline(
+                "body",
+                search,
+                config=CONFIG,
+                start_sel=MARK_START,
+                stop_sel=MARK_END,
+                max_words=35,
+                min_words=15,
+            ),
+        )
+        .filter(document=search)
+        .order_by("-rank", "-updated_at")[:limit]
+    )
+    return [_result(note, note.snippet, note.rank) async for note in notes]  # type: ignore[attr-defined]
+
+
+def _words(query: str) -> list[str]:
+    words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 1]
+    return list(dict.fromkeys(words))[:10]
+
+
+async def _word_search(query: str, limit: int) -> list[dict[str, Any]]:
+    words = _words(query)
+    if not words:
+        return []
+    match = Q()
+    for word in words:
+        match |= Q(title__icontains=word) | Q(body__icontains=word) | Q(tags__icontains=word)
+    scored = []
+    async for note in Note.objects.filter(match)[:CANDIDATES]:
+        score = _score(note, words)
+        if score > 0:
+            scored.append((score, note))
+    scored.sort(key=lambda pair: (-pair[0], -pair[1].updated_at.timestamp()))
+    return [_result(note, _snippet(note.body, words), score) for score, note in scored[:limit]]
+
+
+def _score(note: Note, words: list[str]) -> float:
+    """Title matches weigh most, then tags, then the body (occurrences, capped)."""
+    title, tags, body = note.title.lower(), note.tags.lower(), note.body.lower()
+    return sum(
+        3.0 * (word in title) + 2.0 * (word in tags) + min(body.count(word), 5) * 0.5
+        for word in words
+    )
+
+
+def _snippet(body: str, words: list[str]) -> str:
+    lowered = body.lower()
+    positions = [p for p in (lowered.find(w) for w in words) if p >= 0]
+    if not positions:
+        return body[:SNIPPET_CHARS]
+    start = max(0, min(positions) - SNIPPET_CHARS // 4)
+    window = body[start : start + SNIPPET_CHARS]
+    pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+    marked = pattern.sub(lambda m: f"{MARK_START}{m.group(0)}{MARK_END}", window)
+    return ("..." if start else "") + marked + ("..." if start + SNIPPET_CHARS < len(body) else "")
