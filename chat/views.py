@@ -5,7 +5,7 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from agents.catalog import model_catalog
 from agents.selectors import agent_get, agent_list
@@ -15,7 +15,7 @@ from chat.plans import plan_chat
 from chat.schemas import ChatRequest, TitleRequest
 from chat.titles import SYSTEM_PROMPT, clean_title, conversation_text
 from mamba_site.bodies import parse_body
-from mamba_site.errors import ApiError, allow_methods, json_errors
+from mamba_site.errors import ApiError, Forbidden, allow_methods, json_errors
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,21 @@ logger = logging.getLogger(__name__)
 @allow_methods("POST")
 @json_errors
 async def chat(request: HttpRequest) -> HttpResponseBase:
+    return await _chat(request)
+
+
+@csrf_protect
+@allow_methods("POST")
+@json_errors
+async def playground_chat(request: HttpRequest) -> HttpResponseBase:
+    """/chat for the admin playground: a staff session (and its CSRF token) instead of a key."""
+    user = await request.auser()
+    if not (user.is_active and user.is_staff):
+        raise Forbidden("The playground is for staff users.")
+    return await _chat(request)
+
+
+async def _chat(request: HttpRequest) -> HttpResponseBase:
     body = parse_body(request, ChatRequest)
     agent = await agent_get(slug=body.agent)
     plan = plan_chat(body=body, agent=agent)

@@ -80,6 +80,10 @@ class MethodNotAllowed(ApiError):
     status, code, default_detail = 405, ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed."
 
 
+class Forbidden(ApiError):
+    status, code, default_detail = 403, ErrorCode.FORBIDDEN, "Not allowed."
+
+
 class NotFound(ApiError):
     status, code, default_detail = 404, ErrorCode.NOT_FOUND, "Not found."
 

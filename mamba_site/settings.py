@@ -37,6 +37,8 @@ MIDDLEWARE = [
     "mamba_site.middleware.AccessLogMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files under daphne, also with DEBUG off (async-capable).
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -84,6 +86,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Without `collectstatic` (development, tests) files are found in the apps directly.
+SERVESTATIC_USE_FINDERS = env.bool("STATIC__USE_FINDERS", default=True)
 
 # CORS: the frontend runs on another origin and sends only content-type (and an auth header).
 CORS_ALLOWED_ORIGINS = env.list(

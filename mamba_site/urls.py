@@ -3,9 +3,12 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from chat import views as chat_views
 from mamba_site import views
 
 urlpatterns = [
+    # The agent playground streams through the real chat view, with the admin's session.
+    path("admin/playground/chat", chat_views.playground_chat, name="admin-playground-chat"),
     path("admin/", admin.site.urls),
     path("", include("chat.urls")),
     # Last: any other path outside the admin is a JSON 404, also with DEBUG on.
