@@ -21,6 +21,8 @@ HEADERS = {
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 INTERRUPTED = "The reply was interrupted before this tool call finished."
+# The message of the cancellation a stream sends its producer when it ends it for a timeout.
+TIMEOUT_CANCEL = "stream-timeout"
 
 # The finish reasons every client from ai 6.0.12 to 7.x accepts.
 type FinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -315,6 +317,7 @@ async def stream(
 
     ledger = _Ledger()
     producer = asyncio.create_task(produce())
+    cancel_reason: str | None = None
     deadline = time.monotonic() + limits.total_timeout_seconds
     idle_deadline = time.monotonic() + limits.idle_timeout_seconds
     try:
@@ -335,6 +338,8 @@ async def stream(
                     ended = True
                     break
                 if isinstance(item, BaseException):
+                    if isinstance(item, StreamTimeout):
+                        cancel_reason = TIMEOUT_CANCEL
                     out += [encode(e) for e in ledger.closing(safe_error(item), message_id)]
                     ended = True
                     break
@@ -347,7 +352,7 @@ async def stream(
             yield b"".join(out)
     finally:
         if not producer.done():
-            producer.cancel()
+            producer.cancel(cancel_reason)
         # Wait for the producer so the upstream connection is closed before we return.
         await asyncio.gather(producer, return_exceptions=True)
 

@@ -76,7 +76,7 @@ class ChatRun:
         self.usage = Usage()
         self.first_token_at: float | None = None
         self.steps = 0
-        self.finish_reason: p.FinishReason = "stop"
+        self.finish_reason: p.FinishReason | None = None
 
     async def events(self) -> AsyncIterator[p.Event]:
         plan = self.plan
@@ -115,10 +115,13 @@ class ChatRun:
                     break
                 plan.messages = [*plan.messages, _assistant_turn(translator, calls), *results]
             outcome = "finished"
-            yield p.Finish(self.finish_reason, self.metadata())
-        except asyncio.CancelledError:
-            outcome = "disconnected"
-            logger.info("Client disconnected; upstream closed")
+            yield p.Finish(self.finish_reason or "other", self.metadata())
+        except asyncio.CancelledError as cancel:
+            if p.TIMEOUT_CANCEL in cancel.args:
+                outcome = "timed out"
+            else:
+                outcome = "disconnected"
+                logger.info("Client disconnected; upstream closed")
             raise
         finally:
             self._log(outcome)
@@ -136,7 +139,8 @@ class ChatRun:
                 if tool is None
                 else "The tool arguments are not valid JSON."
             )
-            event = p.ToolInputError(call.id, call.name, call.arguments, reason)
+            shown = arguments if isinstance(arguments, dict) else call.arguments
+            event = p.ToolInputError(call.id, call.name, shown, reason)
             return [event], _tool_message(call, {"error": reason})
         events: list[p.Event] = [p.ToolInputAvailable(call.id, call.name, arguments)]
         try:
@@ -198,7 +202,7 @@ class ChatRun:
             meta["model"],
             meta["agent"],
             self.steps,
-            self.finish_reason,
+            self.finish_reason or "-",
             self.usage.input_tokens,
             self.usage.output_tokens,
             meta["timings"].get("timeToFirstTokenMs", "-"),

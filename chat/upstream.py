@@ -127,6 +127,13 @@ class UpstreamStream:
                     logger.warning("Upstream sent an error event: %s", _error_code(chunk))
                     raise ProviderError("The model provider reported an error during the reply.")
                 yield chunk
+        except (httpx.TransportError, openai.APIConnectionError) as error:
+            if isinstance(error, httpx.TimeoutException | openai.APITimeoutError):
+                raise translate_error(error) from error
+            logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
+            raise ProviderError(
+                "The connection to the model provider broke during the reply."
+            ) from error
         except (httpx.HTTPError, openai.APIError) as error:
             raise translate_error(error) from error
         except orjson.JSONDecodeError as error:

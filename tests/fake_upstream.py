@@ -11,7 +11,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Self
 
 import h11
@@ -148,10 +148,13 @@ class Exchange:
         self.gone = asyncio.Event()  # Set by the EOF watcher in FakeUpstream._serve_connection.
         self.aborted = False
 
-    async def send(self, event: h11.Event) -> None:
+    def check_open(self) -> None:
         if self.gone.is_set() or self.writer.transport.is_closing():
             raise ClientGone
-        self.writer.write(self.conn.send(event))
+
+    async def send(self, *events: h11.Event) -> None:
+        self.check_open()
+        self.writer.write(b"".join(self.conn.send(event) or b"" for event in events))
         try:
             await self.writer.drain()
         except ConnectionError as exc:
@@ -167,16 +170,23 @@ class Exchange:
     async def send_json(self, status: int, payload: Json, *headers: tuple[str, str]) -> None:
         body = dumps(payload).encode()
         base = [("content-type", "application/json"), ("content-length", str(len(body)))]
-        await self.send(h11.Response(status_code=status, headers=[*base, *headers]))
-        await self.send(h11.Data(data=body))
-        await self.send(h11.EndOfMessage())
+        response = h11.Response(status_code=status, headers=[*base, *headers])
+        await self.send(response, h11.Data(data=body), h11.EndOfMessage())
 
 
 class ChunkStream:
     """Writes the `chat.completion.chunk` server-sent events of one streamed completion."""
 
-    def __init__(self, ex: Exchange, request: Json, completion_id: str, delay: float) -> None:
+    def __init__(
+        self,
+        ex: Exchange,
+        request: Json,
+        completion_id: str,
+        delay: float,
+        on_done: Callable[[], None],
+    ) -> None:
         self.ex = ex
+        self.on_done = on_done
         self.request = request
         self.include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         self.id = completion_id
@@ -184,17 +194,25 @@ class ChunkStream:
         self.fragments = 0  # content, reasoning and argument pieces: the completion_tokens
         self.events = 0
         self.started = False
+        self.done = False
 
     def chunk(self, choices: list[Json]) -> Json:
         chunk = envelope("chat.completion.chunk", self.id, self.request.get("model"), choices)
         return chunk | {"usage": None} if self.include_usage else chunk
 
-    async def event(self, data: Json | str) -> None:
+    async def event(self, data: Json | str, last: bool = False) -> None:
+        """Send one `data:` event; the last one goes out with the end of the body."""
         if self.events and self.delay:
             await self.ex.pause(self.delay)
         self.events += 1
         text = data if isinstance(data, str) else dumps(data)
-        await self.ex.send(h11.Data(data=f"data: {text}\n\n".encode()))
+        events: list[h11.Event] = [h11.Data(data=f"data: {text}\n\n".encode())]
+        if last:  # Count first, so that a client that has seen the end sees it counted.
+            self.ex.check_open()
+            self.done = True
+            self.on_done()
+            events.append(h11.EndOfMessage())
+        await self.ex.send(*events)
 
     async def delta(self, delta: Json, finish_reason: str | None = None) -> None:
         if not self.started:  # Like OpenAI, open with the role and an empty content.
@@ -230,8 +248,7 @@ class ChunkStream:
         if self.include_usage:
             tokens = usage(self.request.get("messages", []), self.fragments)
             await self.event(self.chunk([]) | {"usage": tokens})
-        await self.event("[DONE]")
-        await self.ex.send(h11.EndOfMessage())
+        await self.event("[DONE]", last=True)
 
 
 class FakeUpstream:
@@ -437,20 +454,24 @@ class FakeUpstream:
         await ex.send_json(200, reply | {"usage": usage(messages, len(content.split()))})
 
     async def _stream(self, ex: Exchange, request: Json) -> None:
-        stream = ChunkStream(ex, request, f"chatcmpl-fake{next(self._ids)}", self.chunk_delay)
+        completion_id = f"chatcmpl-fake{next(self._ids)}"
+        stream = ChunkStream(ex, request, completion_id, self.chunk_delay, self._count_completed)
         try:
             await ex.send(h11.Response(status_code=200, headers=SSE_HEADERS))
-            if await self._script(stream, request.get("messages", [])):
-                self.completed += 1
+            await self._script(stream, request.get("messages", []))
         except ClientGone:
-            self.disconnects += 1
+            if not stream.done:
+                self.disconnects += 1
 
-    async def _script(self, s: ChunkStream, messages: list[Json]) -> bool:
-        """Play the scripted reply; return whether the stream was fully written."""
+    def _count_completed(self) -> None:
+        self.completed += 1
+
+    async def _script(self, s: ChunkStream, messages: list[Json]) -> None:
+        """Play the scripted reply for the request's last message."""
         if messages and messages[-1].get("role") == "tool":  # The step after a tool call.
             await s.words("Done: the tool returned a result.")
             await s.finish("stop")
-            return True
+            return
         text = last_user_text(messages)
         keyword, arg = match_keyword(text)
         match keyword:
@@ -459,14 +480,12 @@ class FakeUpstream:
                 await s.content("answer")
                 s.ex.aborted = True
                 s.ex.writer.close()  # No terminating zero-length chunk: a broken body.
-                return False
+                return
             case "stream-error-event":
                 await s.content("Partial ")
-                await s.event(
-                    {"error": {"message": f"{MARKER} overloaded", "type": "server_error"}}
-                )
-                await s.ex.send(h11.EndOfMessage())
-                return True
+                error = {"message": f"{MARKER} overloaded", "type": "server_error"}
+                await s.event({"error": error}, last=True)
+                return
             case "hang":
                 await s.ex.pause(120)
             case "slow":
@@ -496,7 +515,7 @@ class FakeUpstream:
             case "length":
                 await s.content("Truncated")
                 await s.finish("length")
-                return True
+                return
             case "usage-none":
                 s.include_usage = False
                 await s.words("Echo: " + text)
@@ -506,7 +525,6 @@ class FakeUpstream:
             case _:
                 await s.words("Echo: " + text)
         await s.finish("tool_calls" if keyword in TOOL_KEYWORDS else "stop")
-        return True
 
     @staticmethod
     async def _two_tools(s: ChunkStream) -> None:

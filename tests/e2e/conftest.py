@@ -4,11 +4,15 @@ client (tests/e2e/node/client.mjs) as the browser.
 Session fixtures start, once per test session:
 - `npm ci` in tests/e2e/node when its node_modules is missing (a fresh CI machine);
 - `python -m tests.fake_upstream --port 0` (the OpenAI stand-in; `READY <port>` on stdout);
-- `python -m daphne mamba_site.asgi:application` on a free port, pointed at the fake upstream,
-  with its log captured to a file the tests read.
+- a database of its own for the service (agents live in the database): a fresh
+  `<name>_e2e_<pid>` on the server of MAMBA_DATABASE_URL (as tests/settings.py resolves it),
+  migrated (which seeds the agents) and dropped at the end; or MAMBA_E2E_DATABASE_URL as is
+  (then only migrated, never dropped);
+- `python -m daphne mamba_site.asgi:application` on a free port, pointed at the fake upstream
+  and that database, with its log captured to a file the tests read.
 
-None of this touches the database. Node and npm are required: without them the tests fail with
-an explanation rather than skip.
+The tests themselves use no database (no `db` fixture). Node and npm are required: without
+them the tests fail with an explanation rather than skip.
 """
 
 import json
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,7 +88,10 @@ def _http_json(url: str, method: str = "GET", timeout: float = 5.0) -> Any:
 def node_client() -> Path:
     """tests/e2e/node with its dependencies installed (`npm ci` on a fresh checkout)."""
     _require("node")
-    installed = all((NODE_DIR / "node_modules" / name / "package.json").exists() for name in ("ai", "ai6", "zod"))
+    installed = all(
+        (NODE_DIR / "node_modules" / name / "package.json").exists()
+        for name in ("ai", "ai6", "zod")
+    )
     if not installed:
         npm = _require("npm")
         command = [npm, "ci"] if (NODE_DIR / "package-lock.json").exists() else [npm, "install"]
@@ -174,6 +182,75 @@ def fake_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpst
         _stop(process)
 
 
+# -- The service's database ----------------------------------------------------------------
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mamba"
+
+
+def _base_database_url() -> str:
+    # The same resolution as tests/settings.py.
+    return os.environ.get("MAMBA_DATABASE_URL") or os.environ.get(
+        "MAMBA_TEST_DATABASE_URL", DEFAULT_DATABASE_URL
+    )
+
+
+def _postgres_admin(url: urllib.parse.SplitResult, sql: str) -> None:
+    import psycopg
+
+    admin = url._replace(scheme="postgresql", path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
+        connection.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def e2e_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database for the service under test."""
+    given = os.environ.get("MAMBA_E2E_DATABASE_URL")
+    drop = None
+    if given:
+        url = given
+    else:
+        base = urllib.parse.urlsplit(_base_database_url())
+        if base.scheme.startswith("sqlite"):
+            path = tmp_path_factory.mktemp("e2e-db") / "e2e.sqlite3"
+            url = f"sqlite:///{path}"
+        else:
+            name = f"{base.path.lstrip('/') or 'mamba'}_e2e_{os.getpid()}"
+            try:
+                _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                _postgres_admin(base, f'CREATE DATABASE "{name}"')
+            except Exception as error:
+                pytest.fail(
+                    f"Cannot create the e2e database {name!r} on {base.hostname}:{base.port} "
+                    f"({error}). The service under test keeps its agents in PostgreSQL: start "
+                    "it, or set MAMBA_E2E_DATABASE_URL to a database it may migrate.",
+                    pytrace=False,
+                )
+            url = base._replace(path=f"/{name}").geturl()
+            drop = (base, name)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MAMBA_DATABASE_URL": url}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"`migrate` failed for the e2e database:\n{result.stdout}\n{result.stderr}",
+                pytrace=False,
+            )
+        yield url
+    finally:
+        if drop is not None:
+            base, name = drop
+            _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # -- The service under test ----------------------------------------------------------------
 
 
@@ -223,7 +300,13 @@ def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
                 "mamba_site.asgi:application",
             ],
             cwd=REPO_ROOT,
@@ -245,10 +328,17 @@ def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen
 
 @pytest.fixture(scope="session")
 def service(
-    fake_upstream: FakeUpstreamProcess, tmp_path_factory: pytest.TempPathFactory
+    fake_upstream: FakeUpstreamProcess,
+    e2e_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = {**os.environ, **DAPHNE_ENV, "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url}
+    env = {
+        **os.environ,
+        **DAPHNE_ENV,
+        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+        "MAMBA_DATABASE_URL": e2e_database_url,
+    }
     process = None
     for _attempt in range(3):  # the free port may be taken between probe and bind
         process, port = _start_daphne(env, log_path)
@@ -261,7 +351,10 @@ def service(
         _http_json(f"http://127.0.0.1:{port}/models", timeout=5)
     except Exception as error:
         _stop(process)
-        pytest.fail(f"daphne does not answer /models ({error}); log:\n{log_path.read_text()}")
+        pytest.fail(
+            f"daphne does not answer /models ({error}); log:\n{log_path.read_text()}",
+            pytrace=False,
+        )
     try:
         yield Service(process, port, log_path, env)
     finally:
@@ -288,12 +381,18 @@ class ChatClient:
         url: str | None = None,
     ) -> dict[str, Any]:
         args = [
-            "node", str(self.client),
-            "--sdk", sdk,
-            "--url", url or self.service.chat_url,
-            "--body", json.dumps(body if body is not None else {"model": "gpt-4o"}),
-            "--messages", json.dumps(messages or []),
-            "--timeout-ms", str(timeout_ms),
+            "node",
+            str(self.client),
+            "--sdk",
+            sdk,
+            "--url",
+            url or self.service.chat_url,
+            "--body",
+            json.dumps(body if body is not None else {"model": "gpt-4o"}),
+            "--messages",
+            json.dumps(messages or []),
+            "--timeout-ms",
+            str(timeout_ms),
         ]
         if text is not None:
             args += ["--text", text]

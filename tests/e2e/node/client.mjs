@@ -40,7 +40,7 @@
 //   `streamErrors` are the texts of `error` chunks as the SDK reported them (a server may send
 //   them legitimately); `error` is the first thing the SDK rejected or threw (for a non-2xx
 //   response: the SDK's error, whose message is the response body).
-// Abort mode prints {sdk, aborted, completedBeforeAbort, status, chunks, error}.
+// Abort mode prints {sdk, aborted, completedBeforeAbort, status, headers, chunks, error}.
 // Exit code 0 whenever a report was printed (also when the SDK rejected the stream); non-zero
 // only for a bug in this harness (bad arguments, unexpected exception).
 
@@ -300,6 +300,7 @@ async function run(job) {
       aborted: abortedByUs && !completed,
       completedBeforeAbort: completed,
       status: response?.status ?? null,
+      headers: response ? headersObject(response.headers) : {},
       chunks,
       error: abortedByUs ? null : describeError(sdkError),
       elapsedMs,
