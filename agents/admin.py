@@ -52,7 +52,9 @@ class AgentForm(forms.ModelForm):  # type: ignore[type-arg]
         unknown = sorted(set(names) - set(REGISTRY))
         if unknown:
             raise ValidationError(f"Unknown tools: {', '.join(unknown)}.")
-        return [name for name in REGISTRY if name in names]  # registry order
+        # Keep the order the agent had (it is the order the model sees); new tools go last.
+        kept = [name for name in (self.instance.tools or []) if name in names]
+        return kept + [name for name in REGISTRY if name in names and name not in kept]
 
 
 class AgentRevisionInline(admin.TabularInline):  # type: ignore[type-arg]
