@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 NODE_DIR := tests/e2e/node
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # PostgreSQL for the test suite; `make test-sqlite` runs it on SQLite.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mamba
 
@@ -26,6 +29,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium \
+		|| { $(SUDO) apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
 install: $(VENV)/.installed
 
 # Development defaults: DEBUG on, and without an OpenAI key the offline model answers.
@@ -34,10 +42,10 @@ run: install
 	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) -m daphne --access-log /dev/null \
 		-b $(HOST) -p $(PORT) mamba_site.asgi:application
 
-test: install $(NODE_DIR)/node_modules/.package-lock.json
+test: install $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM)
 	MAMBA_DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
-test-sqlite: install $(NODE_DIR)/node_modules/.package-lock.json
+test-sqlite: install $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM)
 	MAMBA_DATABASE_URL=sqlite:///$(CURDIR)/.test.sqlite3 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -52,8 +60,10 @@ fmt: install
 	$(PY) -m ruff check --fix .
 
 check: install
-	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
-	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+	MAMBA_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=tests.settings \
+		$(PY) manage.py check --fail-level WARNING
+	MAMBA_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=tests.settings \
+		$(PY) manage.py makemigrations --check --dry-run
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .test.sqlite3

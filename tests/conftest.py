@@ -1,5 +1,7 @@
 """Shared fixtures."""
 
+import inspect
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
@@ -24,7 +26,13 @@ def _fresh_agent_cache():
     agents_invalidate()
 
 
-@pytest.fixture(autouse=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.add_marker(pytest.mark.usefixtures("_close_async_db_connections"))
+
+
+@pytest.fixture
 async def _close_async_db_connections():
     # Async ORM calls use a connection of asgiref's worker thread, which no request closes;
     # left open, it keeps the test database from being dropped at the end.
