@@ -13,10 +13,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # PostgreSQL for the test suite; `make test-sqlite` runs it on SQLite.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/mamba
 
-.PHONY: help install run test test-sqlite test-fast lint fmt check clean
+.PHONY: help install run superuser test test-sqlite test-fast lint fmt check clean
 
 help:
 	@echo "make run          set up (venv, install, migrate) and serve on http://$(HOST):$(PORT)"
+	@echo "make superuser    create an admin login for /admin/"
 	@echo "make test         set up and run the whole test suite (PostgreSQL)"
 	@echo "make test-sqlite  the same suite on SQLite"
 	@echo "make lint | fmt | check"
@@ -41,6 +42,10 @@ run: install
 	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) manage.py migrate --noinput
 	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) -m daphne --access-log /dev/null \
 		-b $(HOST) -p $(PORT) mamba_site.asgi:application
+
+superuser: install
+	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) manage.py migrate --noinput
+	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) manage.py createsuperuser
 
 test: install $(NODE_DIR)/node_modules/.package-lock.json $(CHROMIUM)
 	MAMBA_DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)

@@ -1,9 +1,7 @@
 """Shared fixtures."""
 
-import inspect
-
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync
 from django.db import connections
 
 from agents.selectors import agents_invalidate
@@ -26,15 +24,9 @@ def _fresh_agent_cache():
     agents_invalidate()
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.usefixtures("_close_async_db_connections"))
-
-
-@pytest.fixture
-async def _close_async_db_connections():
-    # Async ORM calls use a connection of asgiref's worker thread, which no request closes;
-    # left open, it keeps the test database from being dropped at the end.
+@pytest.fixture(autouse=True)
+def _close_worker_thread_connections():
     yield
-    await sync_to_async(connections.close_all)()
+    # Async ORM calls outside a request run on asgiref's single worker thread, whose database
+    # connection nothing closes; left open, it keeps the test database from being dropped.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
