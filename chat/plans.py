@@ -7,15 +7,19 @@ from agents.tools import tool_get
 from chat.messages import UnsupportedContent, to_openai_messages
 from chat.schemas import ChatRequest
 from chat.steps import ChatPlan, new_message_id
-from chat.upstream import route
+from chat.upstream import OPENAI_PREFIX, route
+from mamba_site.auth import Principal
 from mamba_site.errors import InvalidRequest, ValidationFailed
 
 
-def plan_chat(*, body: ChatRequest, agent: AgentSpec) -> ChatPlan:
-    """Raises `ApiError` for empty history, unknown tools, unsupported content or models."""
+def plan_chat(*, body: ChatRequest, agent: AgentSpec, principal: Principal) -> ChatPlan:
+    """Raises `ApiError` for empty history, unknown tools, unsupported content, models or
+    agents and models outside the caller's scopes."""
     if not body.messages:
         raise InvalidRequest("Messages must not be empty.")
-    model = agent.model or body.model or settings.OPENAI_DEFAULT_MODEL
+    principal.check_agent(agent.slug)
+    model = (agent.model or body.model or settings.OPENAI_DEFAULT_MODEL).removeprefix(OPENAI_PREFIX)
+    principal.check_model(model)
     tool_names = agent.tools
     if body.tools is not None:
         unknown = sorted(set(body.tools) - set(agent.tools))

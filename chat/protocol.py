@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -294,6 +294,7 @@ async def stream(
     limits: StreamLimits,
     message_id: str,
     safe_error: Callable[[BaseException], str],
+    on_close: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Encode `events` as SSE, with keep-alive comments, timeouts and a clean error ending.
 
@@ -301,6 +302,7 @@ async def stream(
     frames. Closing this generator (client disconnect) cancels the producer, which closes the
     upstream connection, and re-raises. An exception in the producer ends the stream with the
     open blocks closed, one `error` chunk (text from `safe_error`), `finish` and `[DONE]`.
+    `on_close` runs once the producer has stopped, however the stream ended.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
 
@@ -355,6 +357,11 @@ async def stream(
             producer.cancel(cancel_reason)
         # Wait for the producer so the upstream connection is closed before we return.
         await asyncio.gather(producer, return_exceptions=True)
+        if on_close is not None:
+            try:
+                await on_close()
+            except Exception:
+                logger.exception("Closing the stream failed")
 
 
 async def _next_item(queue: asyncio.Queue[Any], keepalive: float, deadline: float) -> Any:

@@ -77,6 +77,7 @@ class ChatRun:
         self.first_token_at: float | None = None
         self.steps = 0
         self.finish_reason: p.FinishReason | None = None
+        self.outcome = "running"
 
     async def events(self) -> AsyncIterator[p.Event]:
         plan = self.plan
@@ -124,6 +125,7 @@ class ChatRun:
                 logger.info("Client disconnected; upstream closed")
             raise
         finally:
+            self.outcome = outcome
             self._log(outcome)
 
     async def _run_tool(self, call: ToolCall) -> tuple[list[p.Event], OpenAIMessage]:

@@ -1,6 +1,7 @@
-"""App config of the project package (checks, and later API keys and metrics)."""
+"""App config of the project package: checks, and the API key cache's invalidation."""
 
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class MambaSiteConfig(AppConfig):
@@ -9,3 +10,8 @@ class MambaSiteConfig(AppConfig):
 
     def ready(self) -> None:
         from mamba_site import checks  # noqa: F401  (registers the system checks)
+        from mamba_site.auth import api_keys_invalidate
+        from mamba_site.models import ApiKey
+
+        post_save.connect(api_keys_invalidate, sender=ApiKey, dispatch_uid="api_keys_save")
+        post_delete.connect(api_keys_invalidate, sender=ApiKey, dispatch_uid="api_keys_delete")

@@ -1,10 +1,11 @@
-"""System checks for the configuration, also logged when the ASGI server starts."""
+"""System checks for the configuration, also run when the ASGI server starts."""
 
 import logging
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger("mamba.startup")
 
@@ -34,6 +35,59 @@ def check_upstream_configured(app_configs: Any = None, **kwargs: Any) -> list[ch
     ]
 
 
+AUTH_MODES = {"none", "api_key", "jwt"}
+
+
+@checks.register(TAG)
+def check_auth_mode(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    modes = {mode.strip() for mode in settings.AUTH_MODE.split(",")}
+    if not modes <= AUTH_MODES or ("none" in modes and len(modes) > 1):
+        return [
+            checks.Error(
+                f"MAMBA_AUTH__MODE={settings.AUTH_MODE!r} is not a mode.",
+                hint="Use none, api_key, jwt or api_key,jwt.",
+                id="mamba.E002",
+            )
+        ]
+    if "none" in modes:
+        if not settings.DEBUG and not settings.AUTH_ALLOW_NONE_IN_PRODUCTION:
+            return [
+                checks.Error(
+                    "MAMBA_AUTH__MODE=none with MAMBA_DEBUG off would serve the API to anyone.",
+                    hint="Set MAMBA_AUTH__MODE=api_key (or jwt), or "
+                    "MAMBA_AUTH__ALLOW_NONE_IN_PRODUCTION=true if a proxy in front authenticates.",
+                    id="mamba.E001",
+                )
+            ]
+        return [
+            checks.Warning(
+                "MAMBA_AUTH__MODE=none: the API answers without authentication.",
+                hint="Fine for development; use api_key or jwt anywhere else.",
+                id="mamba.W003",
+            )
+        ]
+    if "jwt" in modes and not (
+        settings.AUTH_JWT_SECRET or settings.AUTH_JWT_PUBLIC_KEY or settings.AUTH_JWT_JWKS_URL
+    ):
+        return [
+            checks.Error(
+                "MAMBA_AUTH__MODE includes jwt but no key to verify tokens is configured.",
+                hint="Set MAMBA_AUTH__JWT__SECRET, MAMBA_AUTH__JWT__PUBLIC_KEY or "
+                "MAMBA_AUTH__JWT__JWKS_URL.",
+                id="mamba.E003",
+            )
+        ]
+    return []
+
+
 def log_startup_warnings() -> None:
+    """Log the configuration checks; refuse to start on an error (daphne runs no checks)."""
+    errors = []
     for message in checks.run_checks(tags=[TAG]):
-        logger.warning("%s %s", message.msg, message.hint or "")
+        if message.is_serious():
+            logger.error("%s %s", message.msg, message.hint or "")
+            errors.append(message.msg)
+        else:
+            logger.warning("%s %s", message.msg, message.hint or "")
+    if errors:
+        raise ImproperlyConfigured(" ".join(errors))

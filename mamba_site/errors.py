@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 class ErrorCode(StrEnum):
     AUTH_REQUIRED = "AUTH_REQUIRED"
     AUTH_INVALID = "AUTH_INVALID"
+    AUTH_EXPIRED = "AUTH_EXPIRED"
     FORBIDDEN = "FORBIDDEN"
     INVALID_REQUEST = "INVALID_REQUEST"
     VALIDATION_ERROR = "VALIDATION_ERROR"
@@ -52,6 +53,19 @@ class ApiError(Exception):
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
         super().__init__(self.detail)
+
+
+class AuthRequired(ApiError):
+    status, code = 401, ErrorCode.AUTH_REQUIRED
+    default_detail = "Authentication required: send X-API-Key or Authorization: Bearer."
+
+
+class AuthInvalid(ApiError):
+    status, code, default_detail = 401, ErrorCode.AUTH_INVALID, "Invalid credentials."
+
+
+class AuthExpired(ApiError):
+    status, code, default_detail = 401, ErrorCode.AUTH_EXPIRED, "The credentials have expired."
 
 
 class InvalidRequest(ApiError):

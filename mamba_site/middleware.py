@@ -4,29 +4,26 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from inspect import iscoroutinefunction, markcoroutinefunction
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from mamba_site.auth import authenticate, www_authenticate
+from mamba_site.errors import ApiError, error_response
+from mamba_site.logs import request_id_var
+from mamba_site.quotas import request_hit
+
 type AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Probes run every few seconds on every pod; logging each at INFO would drown the access log.
-QUIET_PREFIXES = ("/health/",)
+QUIET_PREFIXES = ("/health", "/metrics")
+# Routes that authenticate on their own (the admin's login, the metrics token) or not at all.
+PUBLIC_PATHS = ("/health", "/metrics")
+PUBLIC_PREFIXES = ("/health/", "/admin/")
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 access_logger = logging.getLogger("mamba.access")
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Adds `request_id` to every log record (`-` outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
-        return True
 
 
 def _valid_request_id(value: str | None) -> str | None:
@@ -82,4 +79,25 @@ class AccessLogMiddleware(AsyncMiddleware):
                 "duration_ms": round(duration_ms, 1),
             },
         )
+        return response
+
+
+class ApiAuthMiddleware(AsyncMiddleware):
+    """Authenticates every API request (MAMBA_AUTH__MODE) and counts it against its limit."""
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+            return await self.get_response(request)
+        try:
+            principal = await authenticate(request)
+            limit_headers = await request_hit(principal)
+        except ApiError as error:
+            response = error_response(error, request)
+            if error.status == 401:
+                response["WWW-Authenticate"] = www_authenticate(error)
+            return response
+        request.principal = principal  # type: ignore[attr-defined]
+        response = await self.get_response(request)
+        for name, value in limit_headers.items():
+            response[name] = value
         return response

@@ -7,6 +7,11 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.strip() else None
+
+
 env = environ.FileAwareEnv()
 env.prefix = "MAMBA_"
 
@@ -43,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mamba_site.middleware.ApiAuthMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -97,6 +103,28 @@ CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "x
 CORS_EXPOSE_HEADERS = ("x-request-id",)
 CORS_PREFLIGHT_MAX_AGE = 600
 
+# Authentication of every API route but /health, /metrics and /admin/ (which has its login):
+# none (development only), api_key, jwt, or api_key,jwt (either).
+AUTH_MODE = env.str("AUTH__MODE", default="none" if DEBUG else "api_key")
+AUTH_ALLOW_NONE_IN_PRODUCTION = env.bool("AUTH__ALLOW_NONE_IN_PRODUCTION", default=False)
+# How stale the in-process copy of the API keys may be (a revocation elsewhere takes this long).
+AUTH_KEY_CACHE_SECONDS = env.float("AUTH__KEY_CACHE_SECONDS", default=5.0)
+AUTH_JWT_ALGORITHMS = env.list("AUTH__JWT__ALGORITHMS", default=["RS256"])
+AUTH_JWT_SECRET = env.str("AUTH__JWT__SECRET", default="")
+AUTH_JWT_PUBLIC_KEY = env.str("AUTH__JWT__PUBLIC_KEY", default="")
+AUTH_JWT_JWKS_URL = env.str("AUTH__JWT__JWKS_URL", default="")
+AUTH_JWT_JWKS_REFRESH_SECONDS = env.float("AUTH__JWT__JWKS_REFRESH_SECONDS", default=300.0)
+AUTH_JWT_ISSUER = env.str("AUTH__JWT__ISSUER", default="")
+AUTH_JWT_AUDIENCE = env.str("AUTH__JWT__AUDIENCE", default="")
+AUTH_JWT_LEEWAY_SECONDS = env.int("AUTH__JWT__LEEWAY_SECONDS", default=30)
+# Limits of each JWT subject (API keys carry their own, set in the admin); empty: none.
+AUTH_JWT_REQUESTS_PER_MINUTE = _int_or_none(env.str("AUTH__JWT__REQUESTS_PER_MINUTE", default=""))
+AUTH_JWT_CONCURRENT_STREAMS = _int_or_none(env.str("AUTH__JWT__CONCURRENT_STREAMS", default=""))
+AUTH_JWT_TOKENS_PER_DAY = _int_or_none(env.str("AUTH__JWT__TOKENS_PER_DAY", default=""))
+
+# Redis, when set, holds the rate-limit counters so that limits hold across replicas.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
 # The upstream: any OpenAI-compatible Chat Completions API.
 OPENAI_API_KEY = env.str("OPENAI__API_KEY", default="") or os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env.str("OPENAI__BASE_URL", default="https://api.openai.com/v1")
@@ -136,7 +164,7 @@ LOGGING_LEVEL = env.str("LOGGING__LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "mamba_site.middleware.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "mamba_site.logs.RequestIdLogFilter"}},
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },

@@ -7,6 +7,9 @@ os.environ.setdefault("MAMBA_OPENAI__API_KEY", "sk-test-key")
 os.environ.setdefault("MAMBA_OPENAI__BASE_URL", "http://upstream.test/v1")
 os.environ.setdefault("MAMBA_OPENAI__MAX_RETRIES", "0")
 os.environ.setdefault("MAMBA_MOCK_MODEL__ENABLED", "false")
+# Most tests are about other things; the auth tests switch the mode per test.
+os.environ.setdefault("MAMBA_AUTH__MODE", "none")
+os.environ.setdefault("MAMBA_AUTH__ALLOW_NONE_IN_PRODUCTION", "true")
 os.environ.setdefault(
     "MAMBA_DATABASE_URL",
     os.environ.get("MAMBA_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mamba"),

@@ -1,0 +1,269 @@
+"""Who is calling: API keys (from an in-process snapshot of the key table) and JWTs."""
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jwt
+from django.conf import settings
+from django.http import HttpRequest
+
+from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired, Forbidden
+from mamba_site.keys import KEY_PREFIX, key_lookup_prefix, key_matches
+from mamba_site.models import ApiKey
+
+logger = logging.getLogger(__name__)
+
+LAST_USED_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: its scopes (empty: everything) and limits (None: none)."""
+
+    kind: str  # "api_key", "jwt", "staff" or "anonymous"
+    id: str
+    name: str
+    allowed_agents: frozenset[str] = frozenset()
+    allowed_models: frozenset[str] = frozenset()
+    requests_per_minute: int | None = None
+    concurrent_streams: int | None = None
+    tokens_per_day: int | None = None
+    api_key_id: int | None = None
+
+    def allows_agent(self, slug: str) -> bool:
+        return not self.allowed_agents or slug in self.allowed_agents
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+    def check_agent(self, slug: str) -> None:
+        if not self.allows_agent(slug):
+            raise Forbidden(
+                f"This key may not use agent {slug!r}. "
+                f"Allowed agents: {', '.join(sorted(self.allowed_agents))}."
+            )
+
+    def check_model(self, model: str) -> None:
+        if not self.allows_model(model):
+            raise Forbidden(
+                f"This key may not use model {model!r}. "
+                f"Allowed models: {', '.join(sorted(self.allowed_models))}."
+            )
+
+
+ANONYMOUS = Principal(kind="anonymous", id="anonymous", name="anonymous")
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyRecord:
+    digest: str
+    expires_at: datetime | None
+    principal: Principal
+
+
+@dataclass(slots=True)
+class _KeySnapshot:
+    """Every active key, by look-up prefix; a prefix not in it is unknown, with no query."""
+
+    records: dict[str, _KeyRecord] = field(default_factory=dict)
+    loaded_at: float = -math.inf
+    generation: int = 0
+    lock: asyncio.Lock | None = None
+    last_used_written: dict[int, float] = field(default_factory=dict)
+
+
+_keys = _KeySnapshot()
+_background: set[asyncio.Task[Any]] = set()
+
+
+def api_keys_invalidate(**kwargs: object) -> None:
+    """Forget the snapshot (connected to ApiKey's save and delete signals)."""
+    _keys.generation += 1
+    _keys.loaded_at = -math.inf
+
+
+def _record(key: ApiKey) -> _KeyRecord:
+    principal = Principal(
+        kind="api_key",
+        id=f"key:{key.pk}",
+        name=key.name,
+        allowed_agents=frozenset(key.allowed_agents or ()),
+        allowed_models=frozenset(key.allowed_models or ()),
+        requests_per_minute=key.requests_per_minute,
+        concurrent_streams=key.concurrent_streams,
+        tokens_per_day=key.tokens_per_day,
+        api_key_id=key.pk,
+    )
+    return _KeyRecord(digest=key.digest, expires_at=key.expires_at, principal=principal)
+
+
+async def _snapshot() -> dict[str, _KeyRecord]:
+    if time.monotonic() - _keys.loaded_at < settings.AUTH_KEY_CACHE_SECONDS:
+        return _keys.records
+    if _keys.lock is None:
+        _keys.lock = asyncio.Lock()
+    async with _keys.lock:  # one reload at a time; the others wait for it, not the database
+        if time.monotonic() - _keys.loaded_at < settings.AUTH_KEY_CACHE_SECONDS:
+            return _keys.records
+        generation = _keys.generation
+        # Revoked keys stay out; expired ones stay in, to answer AUTH_EXPIRED.
+        rows = ApiKey.objects.filter(revoked_at__isnull=True)
+        _keys.records = {key.prefix: _record(key) async for key in rows}
+        if generation == _keys.generation:
+            _keys.loaded_at = time.monotonic()
+    return _keys.records
+
+
+async def api_key_authenticate(secret: str) -> Principal:
+    prefix = key_lookup_prefix(secret)
+    if prefix is None:
+        raise AuthInvalid("The API key is malformed.")
+    record = (await _snapshot()).get(prefix)
+    if record is None or not key_matches(secret, record.digest):
+        raise AuthInvalid("The API key is not valid or has been revoked.")
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise AuthExpired("The API key has expired.")
+    _note_used(record.principal.api_key_id)
+    return record.principal
+
+
+def _note_used(key_id: int | None) -> None:
+    """Update `last_used_at` at most once a minute per key, in the background."""
+    if key_id is None:
+        return
+    now = time.monotonic()
+    if now - _keys.last_used_written.get(key_id, -math.inf) < LAST_USED_INTERVAL_SECONDS:
+        return
+    _keys.last_used_written[key_id] = now
+    spawn(ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=datetime.now(UTC)))
+
+
+def spawn(coroutine: Any) -> None:
+    """Run a write off the request's path; failures are logged, never raised."""
+
+    async def guarded() -> None:
+        try:
+            await coroutine
+        except Exception:
+            logger.exception("Background write failed")
+
+    task = asyncio.get_running_loop().create_task(guarded())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+# -- JWT ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Jwks:
+    keys: dict[str, Any] = field(default_factory=dict)
+    fetched_at: float = -math.inf
+    refreshing: asyncio.Task[None] | None = None
+
+
+_jwks = _Jwks()
+
+
+async def _fetch_jwks() -> None:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(settings.AUTH_JWT_JWKS_URL)
+        response.raise_for_status()
+    key_set = jwt.PyJWKSet.from_dict(response.json())
+    _jwks.keys = {key.key_id or "": key for key in key_set.keys}
+    _jwks.fetched_at = time.monotonic()
+
+
+def _refresh_jwks_in_background() -> None:
+    if _jwks.refreshing is None or _jwks.refreshing.done():
+        _jwks.refreshing = asyncio.get_running_loop().create_task(_fetch_jwks_logged())
+
+
+async def _fetch_jwks_logged() -> None:
+    try:
+        await _fetch_jwks()
+    except Exception as error:
+        logger.warning("Fetching the JWKS failed: %s", type(error).__name__)
+
+
+async def _verification_key(token: str) -> Any:
+    if settings.AUTH_JWT_JWKS_URL:
+        if not _jwks.keys:
+            await _fetch_jwks_logged()  # the very first token waits for the key set
+        elif time.monotonic() - _jwks.fetched_at > settings.AUTH_JWT_JWKS_REFRESH_SECONDS:
+            _refresh_jwks_in_background()
+        kid = jwt.get_unverified_header(token).get("kid") or ""
+        key = _jwks.keys.get(kid) or (_jwks.keys.get("") if len(_jwks.keys) == 1 else None)
+        if key is None:
+            _refresh_jwks_in_background()  # a rotated key appears on the next refresh
+            raise AuthInvalid("The token's signing key is unknown.")
+        return key.key
+    return settings.AUTH_JWT_PUBLIC_KEY or settings.AUTH_JWT_SECRET
+
+
+async def jwt_authenticate(token: str) -> Principal:
+    try:
+        key = await _verification_key(token)
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=settings.AUTH_JWT_ALGORITHMS,
+            issuer=settings.AUTH_JWT_ISSUER or None,
+            audience=settings.AUTH_JWT_AUDIENCE or None,
+            leeway=settings.AUTH_JWT_LEEWAY_SECONDS,
+            options={"require": ["exp", "sub"], "verify_aud": bool(settings.AUTH_JWT_AUDIENCE)},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthExpired("The token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthInvalid("The token is not valid yet.") from None
+    except jwt.PyJWTError as error:
+        logger.info("JWT rejected: %s", type(error).__name__)
+        raise AuthInvalid("The token is not valid.") from None
+    subject = str(claims["sub"])
+    return Principal(
+        kind="jwt",
+        id=f"jwt:{subject}",
+        name=subject,
+        requests_per_minute=settings.AUTH_JWT_REQUESTS_PER_MINUTE,
+        concurrent_streams=settings.AUTH_JWT_CONCURRENT_STREAMS,
+        tokens_per_day=settings.AUTH_JWT_TOKENS_PER_DAY,
+    )
+
+
+# -- Requests -------------------------------------------------------------------------------
+
+
+def credentials_of(request: HttpRequest) -> str | None:
+    api_key = request.headers.get("X-API-Key")
+    if api_key is not None:
+        return api_key.strip()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    return None
+
+
+async def authenticate(request: HttpRequest) -> Principal:
+    """The caller of an API request under `AUTH_MODE`; raises a 401 `ApiError`."""
+    modes = {mode.strip() for mode in settings.AUTH_MODE.split(",")}
+    if "none" in modes:
+        return ANONYMOUS
+    credentials = credentials_of(request)
+    if not credentials:
+        raise AuthRequired()
+    if "api_key" in modes and (credentials.startswith(KEY_PREFIX) or "jwt" not in modes):
+        return await api_key_authenticate(credentials)
+    return await jwt_authenticate(credentials)
+
+
+def www_authenticate(error: ApiError) -> str:
+    if isinstance(error, AuthRequired):
+        return 'Bearer realm="mamba"'
+    return 'Bearer realm="mamba", error="invalid_token"'

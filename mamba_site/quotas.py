@@ -1,0 +1,122 @@
+"""Per-caller limits with the `limits` library: requests per minute, concurrent streams and
+tokens per day, counted in process or in Redis (when REDIS_URL is set) so they hold across
+replicas."""
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+from limits.aio.storage import Storage
+from limits.storage import storage_from_string
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+from mamba_site.auth import Principal
+from mamba_site.errors import RateLimited
+
+# A stream slot is given back when the stream ends; the expiry only frees the slots of a
+# replica that died holding them.
+STREAM_SLOT_EXPIRY_SECONDS = 3600
+
+_state: dict[str, Any] = {}
+
+
+def _storage() -> Storage:
+    url = settings.REDIS_URL
+    if _state.get("url") != url:
+        if url:
+            uri = "async+" + url if not url.startswith("async+") else url
+            storage = storage_from_string(uri, implementation="redispy")
+        else:
+            storage = storage_from_string("async+memory://")
+        assert isinstance(storage, Storage)
+        _state.update(
+            url=url,
+            storage=storage,
+            moving=MovingWindowRateLimiter(storage),
+            fixed=FixedWindowRateLimiter(storage),
+        )
+    return _state["storage"]  # type: ignore[no-any-return]
+
+
+def quotas_reset() -> None:
+    _state.clear()
+
+
+def _limited(detail: str, limit: int, reset_at: float) -> RateLimited:
+    retry_after = max(1, math.ceil(reset_at - time.time()))
+    return RateLimited(
+        detail,
+        headers={
+            "Retry-After": str(retry_after),
+            "RateLimit-Limit": str(limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(retry_after),
+        },
+    )
+
+
+async def request_hit(principal: Principal) -> dict[str, str]:
+    """Count one request; the RateLimit-* headers to send, or raises `RateLimited` (429)."""
+    limit = principal.requests_per_minute
+    if not limit:
+        return {}
+    _storage()
+    item = RateLimitItemPerMinute(limit)
+    limiter: MovingWindowRateLimiter = _state["moving"]
+    allowed = await limiter.hit(item, "rpm", principal.id)
+    stats = await limiter.get_window_stats(item, "rpm", principal.id)
+    if not allowed:
+        raise _limited(
+            f"Rate limit of {limit} requests per minute reached.", limit, stats.reset_time
+        )
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(stats.remaining),
+        "RateLimit-Reset": str(max(0, math.ceil(stats.reset_time - time.time()))),
+    }
+
+
+async def tokens_check(principal: Principal) -> None:
+    """Raises `RateLimited` when the caller has used its tokens for the day (UTC)."""
+    limit = principal.tokens_per_day
+    if not limit:
+        return
+    _storage()
+    limiter: FixedWindowRateLimiter = _state["fixed"]
+    item = RateLimitItemPerDay(limit)
+    if not await limiter.test(item, "tokens", principal.id):
+        stats = await limiter.get_window_stats(item, "tokens", principal.id)
+        raise _limited(f"Daily limit of {limit} tokens reached.", limit, stats.reset_time)
+
+
+async def tokens_add(principal: Principal, tokens: int) -> None:
+    if principal.tokens_per_day and tokens > 0:
+        _storage()
+        limiter: FixedWindowRateLimiter = _state["fixed"]
+        await limiter.hit(
+            RateLimitItemPerDay(principal.tokens_per_day), "tokens", principal.id, cost=tokens
+        )
+
+
+async def stream_acquire(principal: Principal) -> Callable[[], Awaitable[None]]:
+    """Take one of the caller's stream slots; returns the release, or raises `RateLimited`."""
+    limit = principal.concurrent_streams
+    if not limit:
+        return _nothing
+    storage = _storage()
+    key = f"mamba/streams/{principal.id}"
+    if await storage.incr(key, STREAM_SLOT_EXPIRY_SECONDS) > limit:
+        await storage.decr(key)
+        raise _limited(f"Limit of {limit} concurrent streams reached.", limit, time.time() + 1)
+
+    async def release() -> None:
+        await storage.decr(key)
+
+    return release
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,65 @@
+"""Writes with rules for API keys: issuing (the secret exists only in the return value),
+revoking, and the daily usage counters."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mamba_site.keys import key_digest, key_generate, key_lookup_prefix
+from mamba_site.models import ApiKey, ApiKeyUsage
+
+
+def api_key_prepare(api_key: ApiKey) -> str:
+    """Give an unsaved key a fresh secret's prefix and digest; returns the secret."""
+    while True:
+        secret = key_generate()
+        prefix = key_lookup_prefix(secret)
+        assert prefix is not None
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            break
+    api_key.prefix = prefix
+    api_key.digest = key_digest(secret)
+    return secret
+
+
+def api_key_create(*, name: str, **fields: Any) -> tuple[ApiKey, str]:
+    """A new key and its secret, which is not stored and cannot be shown again."""
+    api_key = ApiKey(name=name, **fields)
+    secret = api_key_prepare(api_key)
+    api_key.full_clean()
+    api_key.save()
+    return api_key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey, by: AbstractBaseUser | None) -> bool:
+    """Revoke the key (at once on this replica); False if it already was."""
+    if api_key.revoked_at is not None:
+        return False
+    api_key.revoked_at = timezone.now()
+    api_key.revoked_by = by if by is not None and by.pk else None
+    api_key.save(update_fields=("revoked_at", "revoked_by"))
+    return True
+
+
+@transaction.atomic
+def _usage_add(api_key_id: int, input_tokens: int, output_tokens: int, error: bool) -> None:
+    day = datetime.now(UTC).date()
+    usage, _ = ApiKeyUsage.objects.get_or_create(api_key_id=api_key_id, day=day)
+    # F() increments: concurrent streams of one key must not overwrite each other's counts.
+    ApiKeyUsage.objects.filter(pk=usage.pk).update(
+        requests=F("requests") + 1,
+        input_tokens=F("input_tokens") + input_tokens,
+        output_tokens=F("output_tokens") + output_tokens,
+        errors=F("errors") + int(error),
+    )
+
+
+async def usage_record(
+    *, api_key_id: int, input_tokens: int, output_tokens: int, error: bool
+) -> None:
+    await sync_to_async(_usage_add)(api_key_id, input_tokens, output_tokens, error)
