@@ -65,10 +65,15 @@ fmt: install
 	$(PY) -m ruff check --fix .
 
 check: install
-	MAMBA_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=tests.settings \
-		$(PY) manage.py check --fail-level WARNING
-	MAMBA_DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=tests.settings \
-		$(PY) manage.py makemigrations --check --dry-run
+	MAMBA_DATABASE_URL=sqlite:///:memory: MAMBA_AUTH__MODE=api_key \
+		DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
+	MAMBA_DATABASE_URL=sqlite:///:memory: MAMBA_AUTH__MODE=api_key \
+		DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .test.sqlite3
+
+# Load benchmark of /chat against the fake upstream (~1 min); BENCH_ARGS="--concurrency 50" etc.
+.PHONY: bench
+bench: install
+	$(PY) -m bench.run $(BENCH_ARGS)

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
-from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+from limits import RateLimitItemPerDay, RateLimitItemPerSecond
 from limits.aio.storage import Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from mamba_site.auth import Principal
 from mamba_site.errors import RateLimited
@@ -64,7 +64,7 @@ async def request_hit(principal: Principal) -> dict[str, str]:
     if not limit:
         return {}
     _storage()
-    item = RateLimitItemPerMinute(limit)
+    item = RateLimitItemPerSecond(limit, settings.RATE_LIMIT_WINDOW_SECONDS)
     limiter: MovingWindowRateLimiter = _state["moving"]
     allowed = await limiter.hit(item, "rpm", principal.id)
     stats = await limiter.get_window_stats(item, "rpm", principal.id)

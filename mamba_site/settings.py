@@ -122,6 +122,9 @@ AUTH_JWT_REQUESTS_PER_MINUTE = _int_or_none(env.str("AUTH__JWT__REQUESTS_PER_MIN
 AUTH_JWT_CONCURRENT_STREAMS = _int_or_none(env.str("AUTH__JWT__CONCURRENT_STREAMS", default=""))
 AUTH_JWT_TOKENS_PER_DAY = _int_or_none(env.str("AUTH__JWT__TOKENS_PER_DAY", default=""))
 
+# The window of the requests-per-minute limits (a constant; tests shorten it).
+RATE_LIMIT_WINDOW_SECONDS = 60
+
 # Redis, when set, holds the rate-limit counters so that limits hold across replicas.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
@@ -182,3 +185,20 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Operations: health probes and deployment ---
+# /health/ready and /health check the database (every alias), migrations and Redis within
+# this timeout each; the upstream (GET {OPENAI_BASE_URL}/models) is checked in the background
+# every interval and only its cached result is read. An upstream outage degrades, never fails.
+HEALTH_OPENAI_CHECK_ENABLED = env.bool("HEALTH__OPENAI_CHECK_ENABLED", default=True)
+HEALTH_CHECK_INTERVAL_SECONDS = env.float("HEALTH__CHECK_INTERVAL_SECONDS", default=30.0)
+HEALTH_TIMEOUT_SECONDS = env.float("HEALTH__TIMEOUT_SECONDS", default=3.0)
+# The version /health reports; empty: the one in pyproject.toml.
+VERSION = env.str("VERSION", default="")
+# Kubernetes sets the pod's IP (downward API) so that scrapes by pod IP pass the Host check.
+POD_IP = env.str("POD_IP", default="")
+if POD_IP:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, POD_IP]
+# On SIGTERM `python -m mamba_site.serve` stops accepting connections and lets requests (and
+# streams) finish for up to this long before it cancels what is left and exits.
+SERVER_SHUTDOWN_GRACE_SECONDS = env.float("SERVER__SHUTDOWN_GRACE_SECONDS", default=25.0)

@@ -1,0 +1,144 @@
+"""Admin for API keys: issue (the secret is shown once), revoke, and usage."""
+
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from mamba_site.models import ApiKey, ApiKeyUsage
+from mamba_site.services import api_key_prepare, api_key_revoke
+
+NAME = re.compile(r"^[\w./:-]+$")
+
+
+class NameListField(forms.CharField):
+    """A comma separated list of agent slugs or model names, stored as a JSON list."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        names = [name.strip() for name in (value or "").split(",") if name.strip()]
+        bad = [name for name in names if not NAME.match(name)]
+        if bad:
+            raise ValidationError(f"Not a name: {', '.join(bad)}.")
+        return list(dict.fromkeys(names))
+
+
+class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]
+    allowed_agents = NameListField(
+        required=False, help_text="Comma separated agent slugs; empty: every agent."
+    )
+    allowed_models = NameListField(
+        required=False, help_text="Comma separated model names; empty: every model."
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = (
+            "name",
+            "owner",
+            "expires_at",
+            "allowed_agents",
+            "allowed_models",
+            "requests_per_minute",
+            "concurrent_streams",
+            "tokens_per_day",
+        )
+
+
+class ApiKeyUsageInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = ApiKeyUsage
+    extra = 0
+    can_delete = False
+    fields = ("day", "requests", "input_tokens", "output_tokens", "errors")
+    readonly_fields = fields
+    max_num = 0
+    verbose_name_plural = "Usage by day (UTC)"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = ApiKeyForm
+    list_display = (
+        "name",
+        "key_prefix",
+        "owner",
+        "status",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    )
+    list_filter = ("revoked_at", "expires_at")
+    search_fields = ("name", "prefix", "owner__username")
+    readonly_fields = (
+        "key_prefix",
+        "status",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+    )
+    inlines = (ApiKeyUsageInline,)
+    actions = ("revoke",)
+
+    @admin.display(description="Key")
+    def key_prefix(self, api_key: ApiKey) -> str:
+        return f"{api_key.prefix}…" if api_key.prefix else "-"
+
+    @admin.display(description="Status")
+    def status(self, api_key: ApiKey) -> str:
+        return api_key.state() if api_key.pk else "-"
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            # Only this response shows the secret; nothing stores it.
+            request._mamba_new_key_secret = api_key_prepare(obj)  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: Any = None
+    ) -> HttpResponse:
+        secret = getattr(request, "_mamba_new_key_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Copy the new API key now",
+            "api_key": obj,
+            "secret": secret,
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/mamba_site/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected keys", permissions=("change",))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(api_key_revoke(api_key=key, by=request.user) for key in queryset)  # type: ignore[arg-type]
+        self.message_user(request, f"Revoked {revoked} key(s); they stop working at once.")
+
+
+@admin.register(ApiKeyUsage)
+class ApiKeyUsageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("day", "api_key", "requests", "input_tokens", "output_tokens", "errors")
+    list_filter = ("day",)
+    search_fields = ("api_key__name", "api_key__prefix")
+    list_select_related = ("api_key",)
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

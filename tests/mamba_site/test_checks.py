@@ -1,0 +1,46 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from mamba_site.checks import check_auth_mode, log_startup_warnings
+
+
+def ids(messages):
+    return [m.id for m in messages]
+
+
+def test_checks_refuse_auth_none_in_production(settings):
+    settings.AUTH_MODE = "none"
+    settings.DEBUG = False
+    settings.AUTH_ALLOW_NONE_IN_PRODUCTION = False
+    assert ids(check_auth_mode()) == ["mamba.E001"]
+    with pytest.raises(ImproperlyConfigured, match="MAMBA_AUTH__MODE=none"):
+        log_startup_warnings()
+
+
+def test_checks_warn_about_auth_none_in_development(settings, caplog):
+    settings.AUTH_MODE = "none"
+    settings.DEBUG = True
+    assert ids(check_auth_mode()) == ["mamba.W003"]
+    log_startup_warnings()
+    assert "answers without authentication" in caplog.text
+
+
+def test_checks_allow_none_in_production_when_told(settings):
+    settings.AUTH_MODE = "none"
+    settings.DEBUG = False
+    settings.AUTH_ALLOW_NONE_IN_PRODUCTION = True
+    assert ids(check_auth_mode()) == ["mamba.W003"]
+
+
+@pytest.mark.parametrize("mode", ["basic", "none,api_key", ""])
+def test_checks_reject_unknown_modes(settings, mode):
+    settings.AUTH_MODE = mode
+    assert ids(check_auth_mode()) == ["mamba.E002"]
+
+
+def test_checks_jwt_needs_a_verification_key(settings):
+    settings.AUTH_MODE = "jwt"
+    settings.AUTH_JWT_SECRET = settings.AUTH_JWT_PUBLIC_KEY = settings.AUTH_JWT_JWKS_URL = ""
+    assert ids(check_auth_mode()) == ["mamba.E003"]
+    settings.AUTH_JWT_SECRET = "s" * 32
+    assert check_auth_mode() == []
