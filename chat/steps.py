@@ -11,11 +11,13 @@ from typing import Any
 
 import orjson
 
+from agents.catalog import known_model_ids
 from agents.tools import Tool, ToolError
 from chat import protocol as p
 from chat.messages import OpenAIMessage, compact_json
 from chat.translate import BlockIds, ToolCall, Translator, Usage
 from chat.upstream import Route, UpstreamStream, open_stream
+from mamba_site import metrics
 from mamba_site.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class ChatRun:
         plan = self.plan
         ids = BlockIds(tag=secrets.token_hex(3))
         outcome = "error"
+        metrics.active_streams.inc()
         try:
             yield p.Start(plan.message_id)
             while True:
@@ -122,11 +125,13 @@ class ChatRun:
                 outcome = "timed out"
             else:
                 outcome = "disconnected"
+                metrics.client_disconnects.inc()
                 logger.info("Client disconnected; upstream closed")
             raise
         finally:
+            metrics.active_streams.dec()
             self.outcome = outcome
-            self._log(outcome)
+            self._record(outcome)
 
     async def _run_tool(self, call: ToolCall) -> tuple[list[p.Event], OpenAIMessage]:
         """Validate and run one tool call: its events, and the `tool` message for the model."""
@@ -195,7 +200,18 @@ class ChatRun:
             "timings": timings,
         }
 
-    def _log(self, outcome: str) -> None:
+    def _record(self, outcome: str) -> None:
+        """The stream's metrics and its log line."""
+        plan, usage = self.plan, self.usage
+        # Model names come from clients: only the catalog's become label values.
+        model = plan.route.label if plan.route.label in known_model_ids() else "other"
+        if self.first_token_at is not None:
+            ttft = self.first_token_at - plan.started
+            metrics.time_to_first_token.labels(model, plan.agent).observe(ttft)
+        elapsed = time.perf_counter() - plan.started
+        metrics.stream_duration.labels(model, plan.agent, outcome).observe(elapsed)
+        metrics.tokens.labels(model, plan.agent, "input").inc(usage.input_tokens)
+        metrics.tokens.labels(model, plan.agent, "output").inc(usage.output_tokens)
         meta = self.metadata()
         logger.info(
             "chat %s: model=%s agent=%s steps=%s finish=%s input_tokens=%s output_tokens=%s "
@@ -209,7 +225,15 @@ class ChatRun:
             self.usage.output_tokens,
             meta["timings"].get("timeToFirstTokenMs", "-"),
             meta["timings"]["totalMs"],
-            extra={"model": meta["model"], "agent": meta["agent"], "outcome": outcome},
+            extra={
+                "model": meta["model"],
+                "agent": meta["agent"],
+                "outcome": outcome,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "ttft_ms": meta["timings"].get("timeToFirstTokenMs"),
+                "total_ms": meta["timings"]["totalMs"],
+            },
         )
 
 

@@ -16,6 +16,7 @@ import orjson
 from django.conf import settings
 
 from chat import mock
+from mamba_site import metrics
 from mamba_site.errors import (
     ApiError,
     InvalidRequest,
@@ -125,12 +126,14 @@ class UpstreamStream:
                 chunk = orjson.loads(data)
                 if isinstance(chunk, dict) and chunk.get("error"):
                     logger.warning("Upstream sent an error event: %s", _error_code(chunk))
+                    metrics.upstream_errors.labels(str(ProviderError.code)).inc()
                     raise ProviderError("The model provider reported an error during the reply.")
                 yield chunk
         except (httpx.TransportError, openai.APIConnectionError) as error:
             if isinstance(error, httpx.TimeoutException | openai.APITimeoutError):
                 raise translate_error(error) from error
             logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
+            metrics.upstream_errors.labels(str(ProviderError.code)).inc()
             raise ProviderError(
                 "The connection to the model provider broke during the reply."
             ) from error
@@ -179,6 +182,12 @@ async def complete_text(route: Route, params: dict[str, Any], *, time_limit: flo
 
 def translate_error(error: Exception, *, model: str = "") -> ApiError:
     """Our error for a provider failure: a safe message, never the provider's body."""
+    translated = _translate_error(error, model=model)
+    metrics.upstream_errors.labels(str(translated.code)).inc()
+    return translated
+
+
+def _translate_error(error: Exception, *, model: str) -> ApiError:
     if isinstance(error, openai.APITimeoutError | httpx.TimeoutException):
         logger.warning("Upstream timed out: %s", type(error).__name__)
         return UpstreamTimeout()

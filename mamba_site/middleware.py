@@ -9,6 +9,7 @@ from inspect import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from mamba_site import metrics
 from mamba_site.auth import authenticate, www_authenticate
 from mamba_site.errors import ApiError, error_response
 from mamba_site.logs import request_id_var
@@ -63,20 +64,27 @@ class AccessLogMiddleware(AsyncMiddleware):
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
         response = await self.get_response(request)
-        duration_ms = (time.perf_counter() - started) * 1000
+        duration = time.perf_counter() - started
+        match = request.resolver_match
+        route = "/" + match.route if match is not None and match.route else "unmatched"
+        metrics.http_requests.labels(route, request.method, response.status_code).inc()
+        metrics.http_duration.labels(route, request.method).observe(duration)
         level = logging.DEBUG if request.path.startswith(QUIET_PREFIXES) else logging.INFO
+        principal = getattr(request, "principal", None)
         access_logger.log(
             level,
             "%s %s %s %.1fms",
             request.method,
             request.path,
             response.status_code,
-            duration_ms,
+            duration * 1000,
             extra={
                 "method": request.method,
                 "path": request.path,
+                "route": route,
                 "status": response.status_code,
-                "duration_ms": round(duration_ms, 1),
+                "duration_ms": round(duration * 1000, 1),
+                "key": principal.name if principal is not None else None,
             },
         )
         return response
@@ -94,6 +102,7 @@ class ApiAuthMiddleware(AsyncMiddleware):
         except ApiError as error:
             response = error_response(error, request)
             if error.status == 401:
+                metrics.auth_failures.labels(str(error.code)).inc()
                 response["WWW-Authenticate"] = www_authenticate(error)
             return response
         request.principal = principal  # type: ignore[attr-defined]

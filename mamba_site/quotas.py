@@ -13,6 +13,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from mamba_site import metrics
 from mamba_site.auth import Principal
 from mamba_site.errors import RateLimited
 
@@ -45,7 +46,8 @@ def quotas_reset() -> None:
     _state.clear()
 
 
-def _limited(detail: str, limit: int, reset_at: float) -> RateLimited:
+def _limited(kind: str, detail: str, limit: int, reset_at: float) -> RateLimited:
+    metrics.rate_limit_rejections.labels(kind).inc()
     retry_after = max(1, math.ceil(reset_at - time.time()))
     return RateLimited(
         detail,
@@ -69,9 +71,8 @@ async def request_hit(principal: Principal) -> dict[str, str]:
     allowed = await limiter.hit(item, "rpm", principal.id)
     stats = await limiter.get_window_stats(item, "rpm", principal.id)
     if not allowed:
-        raise _limited(
-            f"Rate limit of {limit} requests per minute reached.", limit, stats.reset_time
-        )
+        detail = f"Rate limit of {limit} requests per minute reached."
+        raise _limited("requests_per_minute", detail, limit, stats.reset_time)
     return {
         "RateLimit-Limit": str(limit),
         "RateLimit-Remaining": str(stats.remaining),
@@ -89,7 +90,9 @@ async def tokens_check(principal: Principal) -> None:
     item = RateLimitItemPerDay(limit)
     if not await limiter.test(item, "tokens", principal.id):
         stats = await limiter.get_window_stats(item, "tokens", principal.id)
-        raise _limited(f"Daily limit of {limit} tokens reached.", limit, stats.reset_time)
+        raise _limited(
+            "tokens_per_day", f"Daily limit of {limit} tokens reached.", limit, stats.reset_time
+        )
 
 
 async def tokens_add(principal: Principal, tokens: int) -> None:
@@ -110,7 +113,12 @@ async def stream_acquire(principal: Principal) -> Callable[[], Awaitable[None]]:
     key = f"mamba/streams/{principal.id}"
     if await storage.incr(key, STREAM_SLOT_EXPIRY_SECONDS) > limit:
         await storage.decr(key)
-        raise _limited(f"Limit of {limit} concurrent streams reached.", limit, time.time() + 1)
+        raise _limited(
+            "concurrent_streams",
+            f"Limit of {limit} concurrent streams reached.",
+            limit,
+            time.time() + 1,
+        )
 
     async def release() -> None:
         await storage.decr(key)

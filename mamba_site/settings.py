@@ -73,10 +73,40 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Connections are not kept per thread (async views use many); PostgreSQL gets a psycopg pool.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DATABASE__POOL", default=True
+):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE__POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DATABASE__POOL_MAX_SIZE", default=10),
+        "timeout": env.float("DATABASE__POOL_TIMEOUT_SECONDS", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Redis, when set, holds the cache and the rate-limit counters shared by every replica.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# Behind a TLS-terminating ingress: trust its X-Forwarded-Proto, redirect plain HTTP (but not
+# the probes and the metrics scrape, which reach the pod directly), secure cookies, HSTS.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("SECURE__PROXY_SSL_HEADER", default=True)
+    else None
+)
+SECURE_SSL_REDIRECT = env.bool("SECURE__SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE__HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE__HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE__COOKIES", default=not DEBUG)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -125,8 +155,6 @@ AUTH_JWT_TOKENS_PER_DAY = _int_or_none(env.str("AUTH__JWT__TOKENS_PER_DAY", defa
 # The window of the requests-per-minute limits (a constant; tests shorten it).
 RATE_LIMIT_WINDOW_SECONDS = 60
 
-# Redis, when set, holds the rate-limit counters so that limits hold across replicas.
-REDIS_URL = os.environ.get("REDIS_URL", "")
 
 # The upstream: any OpenAI-compatible Chat Completions API.
 OPENAI_API_KEY = env.str("OPENAI__API_KEY", default="") or os.environ.get("OPENAI_API_KEY", "")
@@ -164,17 +192,26 @@ TITLE_TIMEOUT_MS = env.int("TITLE__TIMEOUT_MS", default=5000)
 TITLE_MODEL = env.str("TITLE__MODEL", default="gpt-4o-mini")
 
 LOGGING_LEVEL = env.str("LOGGING__LEVEL", default="INFO").upper()
+# json: one object per line (production); text: for reading in a terminal (development).
+LOGGING_FORMAT = env.str("LOGGING__FORMAT", default="text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "mamba_site.logs.RequestIdLogFilter"}},
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "text",
+            "formatter": LOGGING_FORMAT,
             "filters": ["request_id"],
         },
     },
@@ -185,6 +222,10 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# GET /metrics (Prometheus): with a token, scrapers send `Authorization: Bearer <token>`;
+# without one it is open, so keep the port private (a NetworkPolicy; see k8s/).
+METRICS_TOKEN = env.str("METRICS__TOKEN", default="")
 
 # --- Operations: health probes and deployment ---
 # /health/ready and /health check the database (every alias), migrations and Redis within

@@ -2,8 +2,10 @@
 
 import pytest
 from asgiref.sync import SyncToAsync
+from django.apps import apps as django_apps
 from django.db import connections
 
+from agents.models import Agent
 from agents.selectors import agents_invalidate
 from chat import upstream
 
@@ -30,3 +32,13 @@ def _close_worker_thread_connections():
     # Async ORM calls outside a request run on asgiref's single worker thread, whose database
     # connection nothing closes; left open, it keeps the test database from being dropped.
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def seeded_agents(transactional_db):
+    """The three agents of the seed migration, whatever earlier tests left."""
+    from tests.agents.conftest import seed_migration
+
+    Agent.objects.all().delete()
+    seed_migration.seed(django_apps, None)
+    return {agent.slug: agent for agent in Agent.objects.all()}

@@ -10,6 +10,9 @@ os.environ.setdefault("MAMBA_MOCK_MODEL__ENABLED", "false")
 # Most tests are about other things; the auth tests switch the mode per test.
 os.environ.setdefault("MAMBA_AUTH__MODE", "none")
 os.environ.setdefault("MAMBA_AUTH__ALLOW_NONE_IN_PRODUCTION", "true")
+# Tests and the e2e server speak plain HTTP on localhost.
+os.environ.setdefault("MAMBA_SECURE__SSL_REDIRECT", "false")
+os.environ.setdefault("MAMBA_SECURE__COOKIES", "false")
 os.environ.setdefault(
     "MAMBA_DATABASE_URL",
     os.environ.get("MAMBA_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mamba"),

@@ -5,7 +5,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from django.apps import apps as django_apps
 
 from agents.models import Agent
 from agents.tools import DISPLAY_TOOLS
@@ -118,13 +117,3 @@ def main_agent(transactional_db):
         },
     )
     return agent
-
-
-@pytest.fixture
-def seeded_agents(transactional_db):
-    """The three agents of the seed migration, whatever earlier tests left."""
-    from tests.agents.conftest import seed_migration
-
-    Agent.objects.all().delete()
-    seed_migration.seed(django_apps, None)
-    return {agent.slug: agent for agent in Agent.objects.all()}

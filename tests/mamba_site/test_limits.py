@@ -1,23 +1,18 @@
 import asyncio
 
 import pytest
-from django.apps import apps as django_apps
 
 from mamba_site import quotas
 from mamba_site.auth import Principal
 from mamba_site.models import ApiKeyUsage
-from tests.agents.conftest import seed_migration
 from tests.chat.conftest import UPSTREAM_URL, parse_sse, read_stream, streaming, text_reply, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def agents(transactional_db):
-    from agents.models import Agent
-
-    Agent.objects.all().delete()
-    seed_migration.seed(django_apps, None)
+def agents(seeded_agents):
+    return seeded_agents
 
 
 async def chat(async_client, secret, **body):

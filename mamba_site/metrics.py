@@ -1,0 +1,38 @@
+"""Prometheus metrics. Labels carry routes, model and agent names and codes: never a key's
+secret or any user text; model names outside the catalog count as "other"."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+
+http_requests = Counter(
+    "mamba_http_requests_total", "HTTP requests by route, method and status.",
+    ("route", "method", "status"),
+)  # fmt: skip
+http_duration = Histogram(
+    "mamba_http_request_duration_seconds",
+    "Time until the response started (streams: until the first byte).",
+    ("route", "method"),
+)
+active_streams = Gauge("mamba_active_streams", "Chat streams in progress.")
+time_to_first_token = Histogram(
+    "mamba_time_to_first_token_seconds", "From the request to the model's first output.",
+    ("model", "agent"), buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+stream_duration = Histogram(
+    "mamba_stream_duration_seconds", "Whole chat streams.", ("model", "agent", "outcome"),
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+tokens = Counter(
+    "mamba_tokens_total", "Tokens by model, agent and direction.", ("model", "agent", "kind")
+)
+upstream_errors = Counter(
+    "mamba_upstream_errors_total", "Failures of the model provider, by our error code.", ("code",)
+)
+client_disconnects = Counter(
+    "mamba_client_disconnects_total", "Streams the client left before the end."
+)
+rate_limit_rejections = Counter(
+    "mamba_rate_limit_rejections_total", "Requests refused by a limit.", ("limit",)
+)
+auth_failures = Counter("mamba_auth_failures_total", "Failed authentications.", ("reason",))
