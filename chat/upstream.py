@@ -1,7 +1,6 @@
 """The only user of the `openai` SDK: clients, streamed completions and error translation."""
 
 import asyncio
-import contextlib
 import logging
 import re
 import weakref
@@ -32,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 MOCK_MODEL = mock.MODEL
 OPENAI_PREFIX = "openai/"
+DRAIN_LINES = 8
 _SAFE_CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 # One client (and so one connection pool) per provider per event loop: daphne runs one loop,
@@ -110,19 +110,27 @@ def route(model: str) -> Route:
 class UpstreamStream:
     """An open streamed completion; `chunks()` yields each event's JSON as a dict."""
 
-    def __init__(self, response: Any, exit_stack: contextlib.AsyncExitStack) -> None:
+    def __init__(self, response: httpx.Response) -> None:
         self._response = response
-        self._exit_stack = exit_stack
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         # Raw lines + orjson: the SDK's per-chunk pydantic parsing costs more than the proxy.
+        done = 0
         try:
-            async for line in self._response.iter_lines():
+            async for line in self._response.aiter_lines():
+                if done:
+                    # Read the body to its end, so the connection goes back to the pool; a
+                    # server that keeps talking after [DONE] only costs that connection.
+                    done += 1
+                    if done > DRAIN_LINES:
+                        return
+                    continue
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    return
+                    done = 1
+                    continue
                 chunk = orjson.loads(data)
                 if isinstance(chunk, dict) and chunk.get("error"):
                     logger.warning("Upstream sent an error event: %s", _error_code(chunk))
@@ -144,25 +152,30 @@ class UpstreamStream:
             raise ProviderError("The model provider sent a malformed reply.") from error
 
     async def aclose(self) -> None:
-        await self._exit_stack.aclose()
+        await self._response.aclose()
 
 
 async def open_stream(route: Route, params: dict[str, Any]) -> UpstreamStream:
-    """Start a streamed completion; raises `ApiError` for failures before the first byte."""
+    """Start a streamed completion; raises `ApiError` for failures before the first byte.
+
+    The body goes out as built: the SDK's typed `create()` re-walks every message and tool
+    schema on each request, which was half the cost of opening a stream. `post()` keeps the
+    SDK's authentication, retries and errors.
+    """
     client = client_for(route.provider)
-    stack = contextlib.AsyncExitStack()
-    request = client.chat.completions.with_streaming_response.create(
-        model=route.model, stream=True, stream_options={"include_usage": True}, **params
-    )
+    body = {
+        "model": route.model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **params,
+    }
     try:
-        response = await stack.enter_async_context(request)
+        response = await client.post(
+            "/chat/completions", cast_to=httpx.Response, body=body, stream=True
+        )
     except (openai.APIError, httpx.HTTPError) as error:
-        await stack.aclose()
         raise translate_error(error, model=route.label) from error
-    except BaseException:
-        await stack.aclose()
-        raise
-    return UpstreamStream(response, stack)
+    return UpstreamStream(response)
 
 
 async def complete_text(route: Route, params: dict[str, Any], *, time_limit: float) -> str:

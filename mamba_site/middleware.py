@@ -1,13 +1,22 @@
-"""Cross-cutting middleware: request id and access log (both async-only)."""
+"""Cross-cutting middleware: request id, access log, API authentication, and Django's own
+middleware limited to the admin."""
 
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from inspect import iscoroutinefunction, markcoroutinefunction
+from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
 
 from mamba_site import metrics
 from mamba_site.auth import authenticate, www_authenticate
@@ -22,7 +31,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 QUIET_PREFIXES = ("/health", "/metrics")
 # Routes that authenticate on their own (the admin's login, the metrics token) or not at all.
 PUBLIC_PATHS = ("/health", "/metrics")
-PUBLIC_PREFIXES = ("/health/", "/admin/")
+ADMIN_PREFIX = "/admin/"
+PUBLIC_PREFIXES = ("/health/", ADMIN_PREFIX)
 
 access_logger = logging.getLogger("mamba.access")
 
@@ -110,3 +120,45 @@ class ApiAuthMiddleware(AsyncMiddleware):
         for name, value in limit_headers.items():
             response[name] = value
         return response
+
+
+class _AdminOnly:
+    """Runs one of Django's middleware for the admin only. Django runs their sync hooks in a
+    worker thread (two hops per request each); the API needs none of sessions, users,
+    messages or CSRF cookies, so its requests skip them."""
+
+    get_response: AsyncGetResponse
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path.startswith(ADMIN_PREFIX):
+            return await super().__acall__(request)  # type: ignore[misc, no-any-return]
+        return await self.get_response(request)
+
+
+class AdminSessionMiddleware(_AdminOnly, SessionMiddleware):
+    pass
+
+
+class AdminCommonMiddleware(_AdminOnly, CommonMiddleware):
+    pass
+
+
+class AdminCsrfViewMiddleware(_AdminOnly, CsrfViewMiddleware):
+    async def process_view(  # type: ignore[override]
+        self, request: HttpRequest, callback: Any, args: Any, kwargs: Any
+    ) -> HttpResponseBase | None:
+        if not request.path.startswith(ADMIN_PREFIX):
+            return None
+        return await sync_to_async(super().process_view)(request, callback, args, kwargs)
+
+
+class AdminAuthenticationMiddleware(_AdminOnly, AuthenticationMiddleware):
+    pass
+
+
+class AdminMessageMiddleware(_AdminOnly, MessageMiddleware):
+    pass
+
+
+class AdminXFrameOptionsMiddleware(_AdminOnly, XFrameOptionsMiddleware):
+    pass

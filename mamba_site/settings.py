@@ -44,13 +44,14 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files under daphne, also with DEBUG off (async-capable).
     "servestatic.middleware.ServeStaticMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sessions, users, CSRF and messages serve the admin only: API requests skip them.
+    "mamba_site.middleware.AdminSessionMiddleware",
+    "mamba_site.middleware.AdminCommonMiddleware",
+    "mamba_site.middleware.AdminCsrfViewMiddleware",
+    "mamba_site.middleware.AdminAuthenticationMiddleware",
     "mamba_site.middleware.ApiAuthMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mamba_site.middleware.AdminMessageMiddleware",
+    "mamba_site.middleware.AdminXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "mamba_site.urls"
