@@ -1,0 +1,1 @@
+"""Load benchmark of Mamba's /chat against the fake OpenAI upstream (`python -m bench.run`)."""
