@@ -37,11 +37,11 @@ $(CHROMIUM):
 
 install: $(VENV)/.installed
 
-# Development defaults: DEBUG on, and without an OpenAI key the offline model answers.
+# Development defaults: DEBUG on, and without an OpenAI key the offline model answers. The
+# server is the image's (Dockerfile CMD): daphne, which drains streams on SIGTERM or Ctrl-C.
 run: install
 	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) manage.py migrate --noinput
-	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) -m daphne --access-log /dev/null \
-		-b $(HOST) -p $(PORT) mamba_site.asgi:application
+	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) -m mamba_site.serve --bind $(HOST) --port $(PORT)
 
 superuser: install
 	MAMBA_DEBUG=$${MAMBA_DEBUG:-true} $(PY) manage.py migrate --noinput
@@ -59,6 +59,7 @@ test-fast: install
 lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
+	$(VENV)/bin/hadolint Dockerfile
 
 fmt: install
 	$(PY) -m ruff format .
@@ -77,3 +78,15 @@ clean:
 .PHONY: bench
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# --- Deployment: the image's steps (Dockerfile) and checks of Dockerfile and k8s/ ---
+.PHONY: static deploy-check
+
+# The Dockerfile's collectstatic step, the same command (tests/deploy checks that they agree).
+static: install
+	MAMBA_SECRET_KEY=$${MAMBA_SECRET_KEY:-collectstatic-only} $(PY) manage.py collectstatic --noinput
+
+# hadolint, the Kubernetes schemas (offline), env names, probes and graceful shutdown.
+deploy-check: install
+	$(VENV)/bin/hadolint Dockerfile
+	$(PY) -m pytest tests/deploy tests/health $(PYTEST_ARGS)

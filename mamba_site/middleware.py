@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -20,7 +21,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 
 from mamba_site import metrics
 from mamba_site.auth import authenticate, www_authenticate
-from mamba_site.errors import ApiError, error_response
+from mamba_site.errors import ApiError, InvalidRequest, error_response
 from mamba_site.logs import request_id_var
 from mamba_site.quotas import request_hit
 
@@ -57,13 +58,22 @@ class AsyncMiddleware:
 
 
 class RequestIdMiddleware(AsyncMiddleware):
-    """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back."""
+    """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back.
+    Also refuses a Host outside ALLOWED_HOSTS (Django's CommonMiddleware would, but it runs
+    for the admin only)."""
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         request_id = _valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or str(uuid.uuid4())
         request.request_id = request_id  # type: ignore[attr-defined]
         request_id_var.set(request_id)
-        response = await self.get_response(request)
+        try:
+            request.get_host()
+        except DisallowedHost:
+            response: HttpResponseBase = error_response(
+                InvalidRequest("The Host header is not one this service answers to."), request
+            )
+        else:
+            response = await self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
@@ -127,12 +137,20 @@ class _AdminOnly:
     worker thread (two hops per request each); the API needs none of sessions, users,
     messages or CSRF cookies, so its requests skip them."""
 
-    get_response: AsyncGetResponse
+    get_response: Any
+    async_mode: bool
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        if request.path.startswith(ADMIN_PREFIX):
+            return super().__call__(request)  # type: ignore[misc]
+        return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path.startswith(ADMIN_PREFIX):
             return await super().__acall__(request)  # type: ignore[misc, no-any-return]
-        return await self.get_response(request)
+        return await self.get_response(request)  # type: ignore[no-any-return]
 
 
 class AdminSessionMiddleware(_AdminOnly, SessionMiddleware):

@@ -10,7 +10,9 @@ urlpatterns = [
     # The agent playground streams through the real chat view, with the admin's session.
     path("admin/playground/chat", chat_views.playground_chat, name="admin-playground-chat"),
     path("admin/", admin.site.urls),
+    path("metrics", views.metrics, name="metrics"),
     path("", include("chat.urls")),
+    path("", include("health.urls")),
     # Last: any other path outside the admin is a JSON 404, also with DEBUG on.
     re_path(r"^(?!admin/)", views.not_found, name="not-found"),
 ]

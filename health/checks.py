@@ -1,0 +1,150 @@
+"""Component checks of the health probes: database, migrations, Redis and the upstream."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+import redis.asyncio as redis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+
+logger = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    SKIPPED = "skipped"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentResult:
+    """One component's state; `error` is a fixed, safe text (never an exception's message)."""
+
+    status: Status
+    latency_ms: float = 0.0
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": str(self.status), "latency_ms": round(self.latency_ms, 1)}
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+class CheckFailed(Exception):
+    """A failed check whose message is safe to report."""
+
+
+PENDING = ComponentResult(Status.PENDING)
+SKIPPED = ComponentResult(Status.SKIPPED)
+
+# Aliases whose migrations were all applied once: that cannot be undone, so it is not re-checked.
+_migrated: set[str] = set()
+
+
+def migrations_forget() -> None:
+    _migrated.clear()
+
+
+async def _timed(name: str, probe: Awaitable[None], *, failure: Status) -> ComponentResult:
+    """Run `probe` within the health timeout; any failure becomes `failure` with a safe error."""
+    timeout = settings.HEALTH_TIMEOUT_SECONDS
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            await probe
+    except TimeoutError:
+        error = f"{name} did not answer within {timeout:g} s"
+    except CheckFailed as failed:
+        error = str(failed)
+    except Exception as exc:  # the class name is safe; its message may hold hosts or bodies
+        logger.debug("Health check of %s failed", name, exc_info=True)
+        error = f"{name} check failed ({type(exc).__name__})"
+    else:
+        return ComponentResult(Status.HEALTHY, (time.perf_counter() - started) * 1000)
+    return ComponentResult(failure, (time.perf_counter() - started) * 1000, error)
+
+
+def _db_ping(alias: str) -> None:
+    connection = connections[alias]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        # A broken connection must not be reused by the next probe in this thread.
+        connection.close()
+        raise
+
+
+def _pending_migrations(alias: str) -> int:
+    executor = MigrationExecutor(connections[alias])
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
+async def check_database(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
+    return await _timed("database", sync_to_async(_db_ping)(alias), failure=Status.UNHEALTHY)
+
+
+async def _migrations_probe(alias: str) -> None:
+    if alias in _migrated:
+        return
+    pending = await sync_to_async(_pending_migrations)(alias)
+    if pending:
+        raise CheckFailed(f"{pending} migration(s) not applied: run `manage.py migrate`")
+    _migrated.add(alias)
+
+
+async def check_migrations(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
+    return await _timed("migrations", _migrations_probe(alias), failure=Status.UNHEALTHY)
+
+
+async def _redis_probe(url: str) -> None:
+    timeout = settings.HEALTH_TIMEOUT_SECONDS
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def check_redis() -> ComponentResult:
+    return await _timed("redis", _redis_probe(settings.REDIS_URL), failure=Status.UNHEALTHY)
+
+
+def upstream_checked() -> bool:
+    """Whether the upstream is checked: not when disabled or when the offline model answers."""
+    if not settings.HEALTH_OPENAI_CHECK_ENABLED:
+        return False
+    return bool(settings.OPENAI_API_KEY) or not settings.MOCK_MODEL_ENABLED
+
+
+async def _upstream_probe(client: httpx.AsyncClient) -> None:
+    if not settings.OPENAI_API_KEY:
+        raise CheckFailed("no API key is configured (MAMBA_OPENAI__API_KEY)")
+    response = await client.get(
+        f"{settings.OPENAI_BASE_URL.rstrip('/')}/models",
+        headers={"Authorization": f"Bearer {settings.OPENAI_API_KEY}"},
+    )
+    if response.status_code in (401, 403):
+        raise CheckFailed(
+            f"the provider refused the gateway's credentials (HTTP {response.status_code})"
+        )
+    if response.status_code != 200:
+        raise CheckFailed(f"the provider answered HTTP {response.status_code}")
+
+
+async def check_upstream(client: httpx.AsyncClient) -> ComponentResult:
+    """The upstream's state; an outage is `degraded`: the service still serves other models."""
+    if not upstream_checked():
+        return SKIPPED
+    return await _timed("upstream", _upstream_probe(client), failure=Status.DEGRADED)

@@ -1,0 +1,62 @@
+"""The probes: liveness, readiness and the full component report (no authentication)."""
+
+import functools
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
+
+from health.reports import full_report, full_report_body, readiness_report
+from mamba_site.errors import AsyncView, allow_methods, json_errors
+
+# Probe answers describe this instant; no proxy or client may reuse one.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def allowed_host(view: AsyncView) -> AsyncView:
+    """Answer 400 to a Host that is not in ALLOWED_HOSTS, whatever the middleware checks.
+
+    Probes must send an allowed Host (the manifests send `localhost`; the pod's IP is added
+    for scrapes): a misconfigured probe should fail here, visibly, rather than pass.
+    """
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        request.get_host()  # DisallowedHost: Django answers 400
+        return await view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@allowed_host
+@allow_methods("GET", "HEAD")
+async def live(request: HttpRequest) -> JsonResponse:
+    # Touches nothing: a dependency's outage must never restart the process.
+    return JsonResponse({"status": "alive"}, headers=NO_STORE)
+
+
+@allowed_host
+@allow_methods("GET", "HEAD")
+@json_errors
+async def ready(request: HttpRequest) -> JsonResponse:
+    report = await readiness_report()
+    body: dict[str, Any] = {"status": str(report.status), "checks": report.checks_dict()}
+    if report.failing:
+        body["failing"] = report.failing
+    return _quiet(JsonResponse(body, status=report.http_status, headers=NO_STORE))
+
+
+@allowed_host
+@allow_methods("GET", "HEAD")
+@json_errors
+async def health(request: HttpRequest) -> JsonResponse:
+    report = await full_report()
+    body = full_report_body(report)
+    return _quiet(JsonResponse(body, status=report.http_status, headers=NO_STORE))
+
+
+def _quiet(response: JsonResponse) -> JsonResponse:
+    # A failing probe repeats every few seconds; health/reports.py logs each change of state
+    # once, so Django's ERROR line per 503 ("Service Unavailable") is turned off.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response

@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import start_server
+
+CHAT_BODY = {"messages": [{"role": "user", "content": "drip:{n}"}]}  # n chunks 0.2 s apart
+
+
+@pytest.fixture
+def serve(deploy_database_url, fake_upstream, tmp_path):
+    """Start `python -m mamba_site.serve` with the given shutdown grace; killed at the end."""
+    servers = []
+
+    def start(grace_seconds):
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "MAMBA_DATABASE_URL": deploy_database_url,
+            "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+            "MAMBA_OPENAI__API_KEY": "sk-fake",
+            "MAMBA_SERVER__SHUTDOWN_GRACE_SECONDS": str(grace_seconds),
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
+        server = start_server(command, env, tmp_path / f"serve-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def open_stream(client, server, chunks):
+    body = json.loads(json.dumps(CHAT_BODY).replace("{n}", str(chunks)))
+    request = client.build_request("POST", server.url + "/chat", json=body)
+    response = client.send(request, stream=True)
+    assert response.status_code == 200, response.read()
+    return response
+
+
+def read_until_first_delta(lines):
+    for line in lines:
+        if '"text-delta"' in line:
+            return line
+    raise AssertionError("the stream ended before its first text delta")
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_sigterm_lets_the_active_stream_finish_and_refuses_new_connections(serve):
+    server = serve(grace_seconds=10)
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    idle.sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert b" 200 " in idle.recv(4096)  # a kept-alive connection, now idle
+
+    with httpx.Client(timeout=10) as client:
+        response = open_stream(client, server, chunks=10)
+        lines = response.iter_lines()
+        read_until_first_delta(lines)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+
+        assert wait_until(lambda: refused(server.port), timeout=3), "still accepting after SIGTERM"
+        assert idle.recv(4096) == b"", "an idle kept-alive connection was left open"
+        rest = [line for line in lines if line.startswith("data: ")]
+
+    assert rest[-1] == "data: [DONE]"
+    assert json.loads(rest[-2].removeprefix("data: "))["type"] == "finish"
+    assert server.process.wait(timeout=10) == 0
+    assert time.monotonic() - signalled < 10
+    assert "Drained in" in server.log()
+
+
+def test_sigterm_cuts_a_stream_longer_than_the_grace_and_exits_near_it(serve):
+    grace = 1.0
+    server = serve(grace_seconds=grace)
+
+    with httpx.Client(timeout=10) as client:
+        response = open_stream(client, server, chunks=100)  # 20 s
+        lines = response.iter_lines()
+        read_until_first_delta(lines)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(timeout=10)
+        exited_after = time.monotonic() - signalled
+        received = []
+        with pytest.raises(httpx.RemoteProtocolError):  # the chunked body never ends
+            received.extend(lines)
+
+    assert exit_code == 0
+    assert grace - 0.1 <= exited_after < grace + 2.0
+    assert "Grace of 1 s is over" in server.log()
+    assert "data: [DONE]" not in received
+
+
+def test_a_second_sigterm_stops_at_once(serve):
+    server = serve(grace_seconds=30)
+
+    with httpx.Client(timeout=10) as client:
+        response = open_stream(client, server, chunks=100)
+        read_until_first_delta(response.iter_lines())
+        server.process.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: refused(server.port), timeout=3)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+
+        assert server.process.wait(timeout=10) == 0
+        assert time.monotonic() - signalled < 2.0
