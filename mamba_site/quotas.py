@@ -112,7 +112,7 @@ async def stream_acquire(principal: Principal) -> Callable[[], Awaitable[None]]:
     storage = _storage()
     key = f"mamba/streams/{principal.id}"
     if await storage.incr(key, STREAM_SLOT_EXPIRY_SECONDS) > limit:
-        await storage.decr(key)
+        await _give_back(storage, key)
         raise _limited(
             "concurrent_streams",
             f"Limit of {limit} concurrent streams reached.",
@@ -121,9 +121,15 @@ async def stream_acquire(principal: Principal) -> Callable[[], Awaitable[None]]:
         )
 
     async def release() -> None:
-        await storage.decr(key)
+        await _give_back(storage, key)
 
     return release
+
+
+async def _give_back(storage: Storage, key: str) -> None:
+    # Not every storage has decr (Redis has not): an increment by -1 works in all of them.
+    if await storage.incr(key, STREAM_SLOT_EXPIRY_SECONDS, amount=-1) < 0:
+        await storage.clear(key)  # the slot had expired meanwhile; never count below zero
 
 
 async def _nothing() -> None:

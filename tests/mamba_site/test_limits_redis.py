@@ -1,0 +1,83 @@
+import time
+
+import jwt
+import pytest
+import redis
+
+from mamba_site import quotas
+from mamba_site.auth import Principal
+from mamba_site.errors import RateLimited
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def shared_redis(settings):
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("These tests need Redis on 127.0.0.1:6379 (it runs on CI's machine).")
+    client.flushdb()
+    settings.REDIS_URL = REDIS_URL
+    quotas.quotas_reset()
+    yield client
+    client.flushdb()
+    quotas.quotas_reset()
+
+
+def new_replica():
+    """A second process: fresh storage objects, the same Redis."""
+    quotas.quotas_reset()
+
+
+async def test_redis_requests_per_minute_hold_across_replicas(shared_redis):
+    principal = Principal(kind="api_key", id="key:1", name="k", requests_per_minute=2)
+    await quotas.request_hit(principal)
+    new_replica()
+    await quotas.request_hit(principal)
+    new_replica()
+    with pytest.raises(RateLimited) as caught:
+        await quotas.request_hit(principal)
+    assert caught.value.headers["RateLimit-Limit"] == "2"
+    assert shared_redis.keys("*")
+
+
+async def test_redis_stream_slots_hold_across_replicas(shared_redis):
+    principal = Principal(kind="api_key", id="key:2", name="k", concurrent_streams=1)
+    release = await quotas.stream_acquire(principal)
+    new_replica()
+    with pytest.raises(RateLimited):
+        await quotas.stream_acquire(principal)
+    await release()
+    new_replica()
+    await (await quotas.stream_acquire(principal))()
+
+
+async def test_redis_tokens_per_day_hold_across_replicas(shared_redis):
+    principal = Principal(kind="jwt", id="jwt:sub", name="sub", tokens_per_day=100)
+    await quotas.tokens_add(principal, 60)
+    new_replica()
+    await quotas.tokens_check(principal)
+    await quotas.tokens_add(principal, 60)
+    new_replica()
+    with pytest.raises(RateLimited):
+        await quotas.tokens_check(principal)
+
+
+async def test_jwt_subjects_get_the_limits_from_settings(async_client, settings):
+    secret = "s" * 40
+    settings.AUTH_MODE = "jwt"
+    settings.AUTH_JWT_ALGORITHMS = ["HS256"]
+    settings.AUTH_JWT_SECRET = secret
+    settings.AUTH_JWT_REQUESTS_PER_MINUTE = 1
+    quotas.quotas_reset()
+
+    def token(subject):
+        claims = {"sub": subject, "exp": int(time.time()) + 60}
+        return {"Authorization": f"Bearer {jwt.encode(claims, secret, 'HS256')}"}
+
+    assert (await async_client.get("/models", headers=token("alice"))).status_code == 200
+    assert (await async_client.get("/models", headers=token("alice"))).status_code == 429
+    assert (await async_client.get("/models", headers=token("bob"))).status_code == 200
