@@ -6,12 +6,10 @@
 
 import ast
 import json
-import os
 import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -24,13 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.databases import migrated_database
 from tests.fake_upstream import FakeUpstream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "k8s"
 SETTINGS_PY = REPO_ROOT / "mamba_site" / "settings.py"
 START_TIMEOUT = 30.0
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mamba"
 LISTENING = re.compile(r"Listening on 127\.0\.0\.1:(\d+)")
 
 
@@ -166,46 +164,10 @@ def k8s_resource(kind: str, name: str | None = None) -> dict[str, Any]:
 # -- A database for the server ---------------------------------------------------------------
 
 
-def _postgres_admin(url: urllib.parse.SplitResult, sql: str) -> None:
-    import psycopg
-
-    admin = url._replace(scheme="postgresql", path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="session")
 def deploy_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base_url = os.environ.get("MAMBA_DATABASE_URL") or os.environ.get(
-        "MAMBA_TEST_DATABASE_URL", DEFAULT_DATABASE_URL
-    )
-    base = urllib.parse.urlsplit(base_url)
-    drop = None
-    if base.scheme.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path_factory.mktemp('deploy-db') / 'deploy.sqlite3'}"
-    else:
-        name = f"{base.path.lstrip('/') or 'mamba'}_deploy_{os.getpid()}"
-        _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _postgres_admin(base, f'CREATE DATABASE "{name}"')
-        url = base._replace(path=f"/{name}").geturl()
-        drop = (base, name)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MAMBA_DATABASE_URL": url}
-    try:
-        result = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, f"migrate failed:\n{result.stdout}\n{result.stderr}"
+    with migrated_database("deploy", tmp_path_factory.mktemp("deploy-db")) as url:
         yield url
-    finally:
-        if drop is not None:
-            base, name = drop
-            _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

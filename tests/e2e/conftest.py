@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from tests.databases import migrate, migrated_database
+
 E2E_DIR = Path(__file__).resolve().parent
 NODE_DIR = E2E_DIR / "node"
 CLIENT = NODE_DIR / "client.mjs"
@@ -184,71 +186,17 @@ def fake_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpst
 
 # -- The service's database ----------------------------------------------------------------
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mamba"
-
-
-def _base_database_url() -> str:
-    # The same resolution as tests/settings.py.
-    return os.environ.get("MAMBA_DATABASE_URL") or os.environ.get(
-        "MAMBA_TEST_DATABASE_URL", DEFAULT_DATABASE_URL
-    )
-
-
-def _postgres_admin(url: urllib.parse.SplitResult, sql: str) -> None:
-    import psycopg
-
-    admin = url._replace(scheme="postgresql", path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]
-
 
 @pytest.fixture(scope="session")
 def e2e_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database for the service under test."""
+    """A migrated database for the service under test (MAMBA_E2E_DATABASE_URL: as is)."""
     given = os.environ.get("MAMBA_E2E_DATABASE_URL")
-    drop = None
     if given:
-        url = given
-    else:
-        base = urllib.parse.urlsplit(_base_database_url())
-        if base.scheme.startswith("sqlite"):
-            path = tmp_path_factory.mktemp("e2e-db") / "e2e.sqlite3"
-            url = f"sqlite:///{path}"
-        else:
-            name = f"{base.path.lstrip('/') or 'mamba'}_e2e_{os.getpid()}"
-            try:
-                _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                _postgres_admin(base, f'CREATE DATABASE "{name}"')
-            except Exception as error:
-                pytest.fail(
-                    f"Cannot create the e2e database {name!r} on {base.hostname}:{base.port} "
-                    f"({error}). The service under test keeps its agents in PostgreSQL: start "
-                    "it, or set MAMBA_E2E_DATABASE_URL to a database it may migrate.",
-                    pytrace=False,
-                )
-            url = base._replace(path=f"/{name}").geturl()
-            drop = (base, name)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MAMBA_DATABASE_URL": url}
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(
-                f"`migrate` failed for the e2e database:\n{result.stdout}\n{result.stderr}",
-                pytrace=False,
-            )
+        migrate(given)
+        yield given
+        return
+    with migrated_database("e2e", tmp_path_factory.mktemp("e2e-db")) as url:
         yield url
-    finally:
-        if drop is not None:
-            base, name = drop
-            _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- The service under test ----------------------------------------------------------------

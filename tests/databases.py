@@ -1,0 +1,63 @@
+"""A migrated database of its own for a server the tests start as a process: a fresh
+PostgreSQL database beside the test database (dropped afterwards), or an SQLite file."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mamba"
+
+
+def base_database_url() -> str:
+    """The database the test run uses, resolved as tests/settings.py does."""
+    return os.environ.get("MAMBA_DATABASE_URL") or os.environ.get(
+        "MAMBA_TEST_DATABASE_URL", DEFAULT_DATABASE_URL
+    )
+
+
+def _postgres_admin(url: urllib.parse.SplitResult, sql: str) -> None:
+    import psycopg
+
+    admin = url._replace(scheme="postgresql", path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as connection:
+        connection.execute(sql)  # type: ignore[arg-type]
+
+
+def migrate(url: str) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "MAMBA_DATABASE_URL": url}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+
+
+@contextlib.contextmanager
+def migrated_database(label: str, directory: Path) -> Iterator[str]:
+    """The URL of a new, migrated database named after `label` (and the process id)."""
+    base = urllib.parse.urlsplit(base_database_url())
+    if base.scheme.startswith("sqlite"):
+        url = f"sqlite:///{directory / f'{label}.sqlite3'}"
+        migrate(url)
+        yield url
+        return
+    name = f"{base.path.lstrip('/') or 'mamba'}_{label}_{os.getpid()}"
+    _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _postgres_admin(base, f'CREATE DATABASE "{name}"')
+    try:
+        url = base._replace(path=f"/{name}").geturl()
+        migrate(url)
+        yield url
+    finally:
+        _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
