@@ -59,6 +59,7 @@ test-fast: install
 lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(VENV)/bin/hadolint Dockerfile
 
 fmt: install

@@ -124,7 +124,7 @@ class AgentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return format_html('<a class="button" href="{}">Open the playground</a>', url)
 
     def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
-        agent_save(agent=obj, author=request.user)  # type: ignore[arg-type]
+        agent_save(agent=obj, author=request.user)
 
     @admin.action(description="Make the selected agent the default", permissions=("change",))
     def make_default(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
@@ -132,7 +132,7 @@ class AgentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             self.message_user(request, "Select exactly one agent.", messages.ERROR)
             return
         agent = queryset.get()
-        agent_make_default(agent=agent, author=request.user)  # type: ignore[arg-type]
+        agent_make_default(agent=agent, author=request.user)
         self.message_user(request, f"{agent.slug} is now the default agent.")
 
     @admin.action(description="Enable the selected agents", permissions=("change",))
@@ -155,7 +155,7 @@ class AgentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     request, f"{agent.slug}: {'; '.join(error.messages)}", messages.ERROR
                 )
                 continue
-            agent_save(agent=agent, author=request.user)  # type: ignore[arg-type]
+            agent_save(agent=agent, author=request.user)
 
     def get_urls(self) -> list[Any]:
         return [
@@ -180,7 +180,7 @@ class AgentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             raise PermissionDenied
         revision = get_object_or_404(AgentRevision, pk=revision_id, agent=agent)
         try:
-            agent_revision_restore(revision=revision, author=request.user)  # type: ignore[arg-type]
+            agent_revision_restore(revision=revision, author=request.user)
         except ValidationError as error:
             self.message_user(
                 request,

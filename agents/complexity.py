@@ -139,7 +139,7 @@ def _line_counts(
             blank += 1
         elif in_block or (block and line.startswith(block[0])):
             comments += 1
-            in_block = bool(block) and block[1] not in line[2 if not in_block else 0 :]
+            in_block = block is not None and block[1] not in line[2 if not in_block else 0 :]
         elif comment and line.startswith(comment):
             comments += 1
     code_lines = total - blank - comments

@@ -57,7 +57,7 @@ async def _postgres_search(query: str, limit: int) -> list[dict[str, Any]]:
         .filter(document=search)
         .order_by("-rank", "-updated_at")[:limit]
     )
-    return [_result(note, note.snippet, note.rank) async for note in notes]  # type: ignore[attr-defined]
+    return [_result(note, note.snippet, note.rank) async for note in notes]
 
 
 def _words(query: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Writes of agents: saves that keep a revision, restores, and switching the default."""
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 
 from agents.models import VERSIONED_FIELDS, Agent, AgentRevision
@@ -11,7 +11,7 @@ RESTORED_FIELDS = tuple(name for name in VERSIONED_FIELDS if name != "is_default
 
 @transaction.atomic
 def agent_save(
-    *, agent: Agent, author: AbstractBaseUser | None, comment: str = ""
+    *, agent: Agent, author: User | AnonymousUser | None, comment: str = ""
 ) -> AgentRevision:
     """Save `agent` and record the new state as its next revision (who, when, what changed)."""
     previous = Agent.objects.select_for_update().filter(pk=agent.pk).first() if agent.pk else None
@@ -27,14 +27,14 @@ def agent_save(
         version=last.version + 1 if last else 1,
         snapshot=agent.snapshot(),
         changed_fields=changed,
-        author=author if author is not None and author.pk else None,
+        author=author if isinstance(author, User) and author.pk else None,
         comment=comment,
     )
 
 
 @transaction.atomic
 def agent_revision_restore(
-    *, revision: AgentRevision, author: AbstractBaseUser | None
+    *, revision: AgentRevision, author: User | AnonymousUser | None
 ) -> AgentRevision:
     """Put back the revision's content; raises `ValidationError` if it is no longer valid."""
     agent = Agent.objects.select_for_update().get(pk=revision.agent_id)
@@ -46,7 +46,7 @@ def agent_revision_restore(
 
 
 @transaction.atomic
-def agent_make_default(*, agent: Agent, author: AbstractBaseUser | None) -> None:
+def agent_make_default(*, agent: Agent, author: User | AnonymousUser | None) -> None:
     """Make `agent` the default (and enabled), unsetting the previous default."""
     for other in Agent.objects.select_for_update().filter(is_default=True).exclude(pk=agent.pk):
         other.is_default = False

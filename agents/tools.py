@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -109,6 +109,19 @@ class CardArgs(ToolArgs):
     actions: list[CardAction] | None = None
 
 
+class FunctionSpec(TypedDict):
+    name: str
+    description: str
+    parameters: dict[str, Json]
+
+
+class ToolSpec(TypedDict):
+    """An entry of the OpenAI `tools` request parameter."""
+
+    type: Literal["function"]
+    function: FunctionSpec
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     name: str
@@ -117,19 +130,20 @@ class Tool:
     kind: Literal["display", "server"]
     execute: Callable[[ToolArgs], Awaitable[Json]]
     # The OpenAI `tools` entry, built once: schema generation is too slow for every request.
-    spec: dict[str, Json] = field(init=False)
+    spec: ToolSpec = field(init=False)
 
     def __post_init__(self) -> None:
-        function = {
+        function: FunctionSpec = {
             "name": self.name,
             "description": self.description,
             "parameters": openai_parameters(self.args),
         }
-        object.__setattr__(self, "spec", {"type": "function", "function": function})
+        spec: ToolSpec = {"type": "function", "function": function}
+        object.__setattr__(self, "spec", spec)
 
     @property
     def parameters(self) -> dict[str, Json]:
-        return self.spec["function"]["parameters"]  # type: ignore[no-any-return]
+        return self.spec["function"]["parameters"]
 
     def validate(self, arguments: Json) -> ToolArgs:
         try:
@@ -161,7 +175,8 @@ def openai_parameters(model: type[BaseModel]) -> dict[str, Json]:
             return [clean(item) for item in node]
         return node
 
-    return clean(schema)  # type: ignore[no-any-return]
+    # A schema object cleans to an object (a top-level `$ref` to its definition's object).
+    return cast(dict[str, Json], clean(schema))
 
 
 def display_tool(name: str, kind: str, args: type[ToolArgs], description: str) -> Tool:

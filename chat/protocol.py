@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -253,27 +253,28 @@ class _Ledger:
         self.tool_calls: set[str] = set()
 
     def note(self, event: Event) -> None:
-        kind = type(event)
-        if kind is TextDelta or kind is ReasoningDelta or kind is ToolInputDelta:
-            return
-        if kind is TextStart:
-            self.blocks[event.id] = TextEnd  # type: ignore[union-attr]
-        elif kind is ReasoningStart:
-            self.blocks[event.id] = ReasoningEnd  # type: ignore[union-attr]
-        elif kind is TextEnd or kind is ReasoningEnd:
-            self.blocks.pop(event.id, None)  # type: ignore[union-attr]
-        elif kind is ToolInputStart:
-            self.tool_calls.add(event.tool_call_id)  # type: ignore[union-attr]
-        elif kind is ToolOutputAvailable or kind is ToolOutputError or kind is ToolInputError:
-            self.tool_calls.discard(event.tool_call_id)  # type: ignore[union-attr]
-        elif kind is StartStep:
-            self.step_open = True
-        elif kind is FinishStep:
-            self.step_open = False
-        elif kind is Start:
-            self.started = True
-        elif kind is Finish:
-            self.finished = True
+        # The event classes have no subclasses, so these class patterns match exact types.
+        match event:
+            case TextDelta() | ReasoningDelta() | ToolInputDelta():
+                return
+            case TextStart():
+                self.blocks[event.id] = TextEnd
+            case ReasoningStart():
+                self.blocks[event.id] = ReasoningEnd
+            case TextEnd() | ReasoningEnd():
+                self.blocks.pop(event.id, None)
+            case ToolInputStart():
+                self.tool_calls.add(event.tool_call_id)
+            case ToolOutputAvailable() | ToolOutputError() | ToolInputError():
+                self.tool_calls.discard(event.tool_call_id)
+            case StartStep():
+                self.step_open = True
+            case FinishStep():
+                self.step_open = False
+            case Start():
+                self.started = True
+            case Finish():
+                self.finished = True
 
     def closing(self, error_text: str, message_id: str) -> list[Event]:
         events: list[Event] = [] if self.started else [Start(message_id)]
@@ -289,7 +290,7 @@ _END = object()
 
 
 async def stream(
-    events: AsyncIterator[Event],
+    events: AsyncGenerator[Event, None],
     *,
     limits: StreamLimits,
     message_id: str,
@@ -314,7 +315,7 @@ async def stream(
             await queue.put(error)
             return
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
         await queue.put(_END)
 
     ledger = _Ledger()

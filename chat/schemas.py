@@ -1,6 +1,6 @@
 """Request and response bodies of the chat API, as `useChat` (AI SDK 5 to 7) sends them."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -78,7 +78,10 @@ class ToolPart(Part):
 
     @property
     def name(self) -> str:
-        return self.tool_name if self.type == "dynamic-tool" else self.type.removeprefix("tool-")  # type: ignore[return-value]
+        if self.type == "dynamic-tool":
+            # _dynamic_tool_has_name has checked that a dynamic-tool part has its name.
+            return cast(str, self.tool_name)
+        return self.type.removeprefix("tool-")
 
 
 class DataPart(Part):

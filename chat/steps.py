@@ -5,7 +5,7 @@ import logging
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +81,7 @@ class ChatRun:
         self.finish_reason: p.FinishReason | None = None
         self.outcome = "running"
 
-    async def events(self) -> AsyncIterator[p.Event]:
+    async def events(self) -> AsyncGenerator[p.Event, None]:
         plan = self.plan
         ids = BlockIds(tag=secrets.token_hex(3))
         outcome = "error"

@@ -45,6 +45,9 @@ def reset_clients() -> None:
     _clients.clear()
 
 
+# The openai SDK annotates `http_client` and `timeout` with httpx2's types only, but accepts
+# httpx's too (openai/_httpx2.py: is_legacy_httpx_async_client, normalize_httpx_timeout); the
+# client stays on httpx, which the mock transport and respx (tests) are written for.
 def _build_client(provider: str) -> openai.AsyncOpenAI:
     timeout = httpx.Timeout(
         settings.OPENAI_TIMEOUT_SECONDS, connect=settings.OPENAI_CONNECT_TIMEOUT_SECONDS
@@ -56,15 +59,18 @@ def _build_client(provider: str) -> openai.AsyncOpenAI:
     if provider == "mock":
         http_client = httpx.AsyncClient(transport=mock.MockTransport(), timeout=timeout)
         return openai.AsyncOpenAI(
-            api_key="mock", base_url=mock.BASE_URL, http_client=http_client, max_retries=0
+            api_key="mock",
+            base_url=mock.BASE_URL,
+            http_client=http_client,  # type: ignore[arg-type]
+            max_retries=0,
         )
     http_client = httpx.AsyncClient(timeout=timeout, limits=limits)
     return openai.AsyncOpenAI(
         api_key=settings.OPENAI_API_KEY,
         base_url=settings.OPENAI_BASE_URL,
-        http_client=http_client,
+        http_client=http_client,  # type: ignore[arg-type]
         max_retries=settings.OPENAI_MAX_RETRIES,
-        timeout=timeout,
+        timeout=timeout,  # type: ignore[arg-type]
     )
 
 

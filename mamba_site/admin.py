@@ -16,7 +16,7 @@ from mamba_site.services import api_key_prepare, api_key_revoke
 NAME = re.compile(r"^[\w./:-]+$")
 
 
-class NameListField(forms.CharField):
+class NameListField(forms.Field):
     """A comma separated list of agent slugs or model names, stored as a JSON list."""
 
     def prepare_value(self, value: Any) -> Any:
@@ -125,7 +125,7 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.action(description="Revoke the selected keys", permissions=("change",))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        revoked = sum(api_key_revoke(api_key=key, by=request.user) for key in queryset)  # type: ignore[arg-type]
+        revoked = sum(api_key_revoke(api_key=key, by=request.user) for key in queryset)
         self.message_user(request, f"Revoked {revoked} key(s); they stop working at once.")
 
 

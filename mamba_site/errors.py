@@ -2,7 +2,7 @@
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -155,7 +155,7 @@ def error_response(error: ApiError, request: HttpRequest | None = None) -> JsonR
     return response
 
 
-type AsyncView = Callable[..., Awaitable[HttpResponseBase]]
+type AsyncView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 def json_errors(view: AsyncView) -> AsyncView:

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from inspect import iscoroutinefunction, markcoroutinefunction
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.middleware import AuthenticationMiddleware
@@ -18,6 +18,7 @@ from django.http.response import HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.deprecation import MiddlewareMixin
 
 from mamba_site import metrics
 from mamba_site.auth import authenticate, www_authenticate
@@ -55,6 +56,10 @@ class AsyncMiddleware:
         self.get_response = get_response
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        """Passes the request on; subclasses do their work around it."""
+        return await self.get_response(request)
 
 
 class RequestIdMiddleware(AsyncMiddleware):
@@ -120,7 +125,7 @@ class ApiAuthMiddleware(AsyncMiddleware):
             principal = await authenticate(request)
             limit_headers = await request_hit(principal)
         except ApiError as error:
-            response = error_response(error, request)
+            response: HttpResponseBase = error_response(error, request)
             if error.status == 401:
                 metrics.auth_failures.labels(str(error.code)).inc()
                 response["WWW-Authenticate"] = www_authenticate(error)
@@ -132,25 +137,26 @@ class ApiAuthMiddleware(AsyncMiddleware):
         return response
 
 
-class _AdminOnly:
+class _AdminOnly(MiddlewareMixin):
     """Runs one of Django's middleware for the admin only. Django runs their sync hooks in a
     worker thread (two hops per request each); the API needs none of sessions, users,
-    messages or CSRF cookies, so its requests skip them."""
+    messages or CSRF cookies, so its requests skip them.
 
-    get_response: Any
-    async_mode: bool
+    Mixed in before the middleware class (which is a `MiddlewareMixin` too), so `super()` is
+    that middleware."""
 
-    def __call__(self, request: HttpRequest) -> Any:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
         if request.path.startswith(ADMIN_PREFIX):
-            return super().__call__(request)  # type: ignore[misc]
+            return super().__call__(request)
         return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path.startswith(ADMIN_PREFIX):
-            return await super().__acall__(request)  # type: ignore[misc, no-any-return]
-        return await self.get_response(request)  # type: ignore[no-any-return]
+            return await super().__acall__(request)
+        # In async mode (the only caller of __acall__) get_response is a coroutine function.
+        return await cast(Awaitable[HttpResponseBase], self.get_response(request))
 
 
 class AdminSessionMiddleware(_AdminOnly, SessionMiddleware):
@@ -162,6 +168,7 @@ class AdminCommonMiddleware(_AdminOnly, CommonMiddleware):
 
 
 class AdminCsrfViewMiddleware(_AdminOnly, CsrfViewMiddleware):
+    # Async on purpose: Django adapts each process_view to its own mode (the base is sync).
     async def process_view(  # type: ignore[override]
         self, request: HttpRequest, callback: Any, args: Any, kwargs: Any
     ) -> HttpResponseBase | None:

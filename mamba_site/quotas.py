@@ -5,7 +5,7 @@ replicas."""
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 from django.conf import settings
 from limits import RateLimitItemPerDay, RateLimitItemPerSecond
@@ -21,25 +21,40 @@ from mamba_site.errors import RateLimited
 # replica that died holding them.
 STREAM_SLOT_EXPIRY_SECONDS = 3600
 
-_state: dict[str, Any] = {}
+
+@dataclass(frozen=True, slots=True)
+class _Limiters:
+    url: str
+    storage: Storage
+    moving: MovingWindowRateLimiter
+    fixed: FixedWindowRateLimiter
 
 
-def _storage() -> Storage:
+# "current": the limiters for the REDIS_URL they were made for.
+_state: dict[str, _Limiters] = {}
+
+
+def _limiters() -> _Limiters:
     url = settings.REDIS_URL
-    if _state.get("url") != url:
+    current = _state.get("current")
+    if current is None or current.url != url:
         if url:
             uri = "async+" + url if not url.startswith("async+") else url
             storage = storage_from_string(uri, implementation="redispy")
         else:
             storage = storage_from_string("async+memory://")
         assert isinstance(storage, Storage)
-        _state.update(
+        current = _state["current"] = _Limiters(
             url=url,
             storage=storage,
             moving=MovingWindowRateLimiter(storage),
             fixed=FixedWindowRateLimiter(storage),
         )
-    return _state["storage"]  # type: ignore[no-any-return]
+    return current
+
+
+def _storage() -> Storage:
+    return _limiters().storage
 
 
 def quotas_reset() -> None:
@@ -65,9 +80,8 @@ async def request_hit(principal: Principal) -> dict[str, str]:
     limit = principal.requests_per_minute
     if not limit:
         return {}
-    _storage()
     item = RateLimitItemPerSecond(limit, settings.RATE_LIMIT_WINDOW_SECONDS)
-    limiter: MovingWindowRateLimiter = _state["moving"]
+    limiter = _limiters().moving
     allowed = await limiter.hit(item, "rpm", principal.id)
     stats = await limiter.get_window_stats(item, "rpm", principal.id)
     if not allowed:
@@ -85,8 +99,7 @@ async def tokens_check(principal: Principal) -> None:
     limit = principal.tokens_per_day
     if not limit:
         return
-    _storage()
-    limiter: FixedWindowRateLimiter = _state["fixed"]
+    limiter = _limiters().fixed
     item = RateLimitItemPerDay(limit)
     if not await limiter.test(item, "tokens", principal.id):
         stats = await limiter.get_window_stats(item, "tokens", principal.id)
@@ -97,8 +110,7 @@ async def tokens_check(principal: Principal) -> None:
 
 async def tokens_add(principal: Principal, tokens: int) -> None:
     if principal.tokens_per_day and tokens > 0:
-        _storage()
-        limiter: FixedWindowRateLimiter = _state["fixed"]
+        limiter = _limiters().fixed
         await limiter.hit(
             RateLimitItemPerDay(principal.tokens_per_day), "tokens", principal.id, cost=tokens
         )

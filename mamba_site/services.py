@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -36,12 +36,12 @@ def api_key_create(*, name: str, **fields: Any) -> tuple[ApiKey, str]:
     return api_key, secret
 
 
-def api_key_revoke(*, api_key: ApiKey, by: AbstractBaseUser | None) -> bool:
+def api_key_revoke(*, api_key: ApiKey, by: User | AnonymousUser | None) -> bool:
     """Revoke the key (at once on this replica); False if it already was."""
     if api_key.revoked_at is not None:
         return False
     api_key.revoked_at = timezone.now()
-    api_key.revoked_by = by if by is not None and by.pk else None
+    api_key.revoked_by = by if isinstance(by, User) and by.pk else None
     api_key.save(update_fields=("revoked_at", "revoked_by"))
     return True
 
