@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ HEADERS = {
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 INTERRUPTED = "The reply was interrupted before this tool call finished."
-# The message of the cancellation a stream sends its producer when it ends it for a timeout.
+# The message of the cancellation a stream sends its producer when it ends it itself.
 TIMEOUT_CANCEL = "stream-timeout"
+INTERRUPT_CANCEL = "stream-interrupted"
 
 # The finish reasons every client from ai 6.0.12 to 7.x accepts.
 type FinishReason = Literal["stop", "length", "content-filter", "tool-calls", "error", "other"]
@@ -240,6 +242,10 @@ class StreamTimeout(Exception):
     """The producer was silent longer than the idle timeout, or the stream ran too long."""
 
 
+class StreamInterrupted(StreamTimeout):
+    """The server is shutting down and the stream ran out of its drain time."""
+
+
 class _Ledger:
     """What the stream has opened, so an error can close it before the `error` chunk."""
 
@@ -287,6 +293,7 @@ class _Ledger:
 
 
 _END = object()
+CANCEL_REASONS = {StreamTimeout: TIMEOUT_CANCEL, StreamInterrupted: INTERRUPT_CANCEL}
 
 
 async def stream(
@@ -296,14 +303,17 @@ async def stream(
     message_id: str,
     safe_error: Callable[[BaseException], str],
     on_close: Callable[[], Awaitable[None]] | None = None,
+    drain_deadline: Callable[[], float] = lambda: math.inf,
 ) -> AsyncIterator[bytes]:
     """Encode `events` as SSE, with keep-alive comments, timeouts and a clean error ending.
 
     The producer runs in its own task so that a silent model can be answered with keep-alive
     frames. Closing this generator (client disconnect) cancels the producer, which closes the
     upstream connection, and re-raises. An exception in the producer ends the stream with the
-    open blocks closed, one `error` chunk (text from `safe_error`), `finish` and `[DONE]`.
-    `on_close` runs once the producer has stopped, however the stream ended.
+    open blocks closed, one `error` chunk (text from `safe_error`), `finish` and `[DONE]`; so
+    do the idle and total timeouts (`StreamTimeout`) and the server's shutdown reaching
+    `drain_deadline()` (`StreamInterrupted`). `on_close` runs once the producer has stopped,
+    however the stream ended.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
 
@@ -322,12 +332,16 @@ async def stream(
     producer = asyncio.create_task(produce())
     cancel_reason: str | None = None
     deadline = time.monotonic() + limits.total_timeout_seconds
-    idle_deadline = time.monotonic() + limits.idle_timeout_seconds
+    idle_deadline = last_write = time.monotonic()
+    idle_deadline += limits.idle_timeout_seconds
     try:
         while True:
-            item = await _next_item(queue, limits.keepalive_seconds, min(deadline, idle_deadline))
-            if item is None:
-                yield KEEPALIVE
+            wake_at = last_write + limits.keepalive_seconds
+            item = await _next_item(queue, wake_at, min(deadline, idle_deadline), drain_deadline())
+            if item is _WAKE:
+                if time.monotonic() - last_write >= limits.keepalive_seconds:
+                    last_write = time.monotonic()
+                    yield KEEPALIVE
                 continue
             idle_deadline = time.monotonic() + limits.idle_timeout_seconds
             # Everything the producer has ready goes out in one write.
@@ -342,7 +356,7 @@ async def stream(
                     break
                 if isinstance(item, BaseException):
                     if isinstance(item, StreamTimeout):
-                        cancel_reason = TIMEOUT_CANCEL
+                        cancel_reason = CANCEL_REASONS[type(item)]
                     out += [encode(e) for e in ledger.closing(safe_error(item), message_id)]
                     ended = True
                     break
@@ -352,6 +366,7 @@ async def stream(
                 out.append(DONE)
                 yield b"".join(out)
                 return
+            last_write = time.monotonic()
             yield b"".join(out)
     finally:
         if not producer.done():
@@ -365,12 +380,27 @@ async def stream(
                 logger.exception("Closing the stream failed")
 
 
-async def _next_item(queue: asyncio.Queue[Any], keepalive: float, deadline: float) -> Any:
-    """The next queued item; None when a keep-alive is due; `StreamTimeout` at the deadline."""
+_WAKE = object()
+# How often a silent stream looks at the clock: keep-alives and a drain that began meanwhile.
+WAKE_SECONDS = 1.0
+
+
+async def _next_item(
+    queue: asyncio.Queue[Any], wake_at: float, deadline: float, drain: float
+) -> Any:
+    """The next queued item; `_WAKE` at `wake_at` (or within a second) to look at the clock
+    again; a `StreamTimeout` past the deadline, a `StreamInterrupted` past the drain."""
     if not queue.empty():
         return queue.get_nowait()
+    now = time.monotonic()
+    if now >= drain:
+        return StreamInterrupted()
+    if now >= deadline:
+        return StreamTimeout()
     try:
-        async with asyncio.timeout(max(min(keepalive, deadline - time.monotonic()), 0)):
+        async with asyncio.timeout(
+            max(0, min(WAKE_SECONDS, wake_at - now, deadline - now, drain - now))
+        ):
             return await queue.get()
     except TimeoutError:
-        return StreamTimeout() if time.monotonic() >= deadline else None
+        return _WAKE

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 ID_ALPHABET = string.ascii_letters + string.digits
 INTERNAL_ERROR_TEXT = "An internal error occurred. Try again later."
 TIMEOUT_TEXT = "The model took too long to answer."
+INTERRUPTED_TEXT = "The server is restarting; send your message again."
 
 
 def new_message_id() -> str:
@@ -36,6 +37,9 @@ def error_text(error: BaseException) -> str:
     """What the client may read about an error that ended a stream; the rest goes to the log."""
     if isinstance(error, ApiError):
         return error.detail
+    if isinstance(error, p.StreamInterrupted):
+        logger.warning("Stream ended by the server's shutdown")
+        return INTERRUPTED_TEXT
     if isinstance(error, p.StreamTimeout):
         logger.warning("Stream ended by a timeout")
         return TIMEOUT_TEXT
@@ -123,6 +127,8 @@ class ChatRun:
         except asyncio.CancelledError as cancel:
             if p.TIMEOUT_CANCEL in cancel.args:
                 outcome = "timed out"
+            elif p.INTERRUPT_CANCEL in cancel.args:
+                outcome = "interrupted"
             else:
                 outcome = "disconnected"
                 metrics.client_disconnects.inc()

@@ -16,6 +16,7 @@ from chat.openapi import openapi_document
 from chat.plans import plan_chat
 from chat.schemas import ChatRequest, TitleRequest
 from chat.titles import SYSTEM_PROMPT, clean_title, conversation_text
+from mamba_site import lifecycle
 from mamba_site.auth import Principal
 from mamba_site.bodies import parse_body
 from mamba_site.errors import ApiError, Forbidden, allow_methods, json_errors
@@ -59,6 +60,7 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
         message_id=plan.message_id,
         safe_error=steps.error_text,
         on_close=partial(close, run),
+        drain_deadline=lifecycle.drain_deadline,
     )
     return StreamingHttpResponse(
         events, content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS

@@ -24,6 +24,8 @@ from daphne.utils import import_by_path
 from django.conf import settings
 from twisted.internet import defer, reactor
 
+from mamba_site import lifecycle
+
 logger = logging.getLogger("mamba.serve")
 
 APPLICATION = "mamba_site.asgi:application"
@@ -79,6 +81,7 @@ class DrainingServer(Server):  # type: ignore[misc]
             self.stop()
             return
         self.draining_since = time.monotonic()
+        lifecycle.drain_begin(self.grace_seconds)
         for port in self.ports:
             port.stopListening()
         for channel in list(self.channels):

@@ -150,3 +150,40 @@ async def test_stream_close_cancels_and_closes_producer():
     with pytest.raises(asyncio.CancelledError):
         await consumer
     await asyncio.wait_for(closed.wait(), 1)
+
+
+async def test_stream_ends_cleanly_when_the_server_drains():
+    import time
+
+    drain_at = time.monotonic() + 0.2
+
+    async def source():
+        yield p.Start("m1")
+        yield p.StartStep()
+        yield p.TextStart("t1")
+        await asyncio.sleep(5)
+
+    chunks = [
+        chunk
+        async for chunk in p.stream(
+            source(),
+            limits=LIMITS,
+            message_id="m1",
+            safe_error=lambda e: type(e).__name__,
+            drain_deadline=lambda: drain_at,
+        )
+    ]
+    events = parse_sse(b"".join(chunks))
+    assert events[-5:] == [
+        {"type": "text-end", "id": "t1"},
+        {"type": "finish-step"},
+        {"type": "error", "errorText": "StreamInterrupted"},
+        {"type": "finish", "finishReason": "error"},
+        "[DONE]",
+    ]
+
+
+async def test_stream_keepalives_follow_their_interval_below_a_second():
+    limits = p.StreamLimits(keepalive_seconds=0.1, idle_timeout_seconds=5, total_timeout_seconds=5)
+    raw = await collect([p.Start("m1"), 0.55, p.Finish("stop")], limits=limits)
+    assert 4 <= raw.count(b": keep-alive\n\n") <= 6
