@@ -1,41 +1,23 @@
-"""The probes: liveness, readiness and the full component report (no authentication)."""
+"""The probes: liveness, readiness and the full component report (no authentication; the
+Host is checked against ALLOWED_HOSTS by mamba_site.middleware, as for every route)."""
 
-import functools
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from django.http.response import HttpResponseBase
 
 from health.reports import full_report, full_report_body, readiness_report
-from mamba_site.errors import AsyncView, allow_methods, json_errors
+from mamba_site.errors import allow_methods, json_errors
 
 # Probe answers describe this instant; no proxy or client may reuse one.
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def allowed_host(view: AsyncView) -> AsyncView:
-    """Answer 400 to a Host that is not in ALLOWED_HOSTS, whatever the middleware checks.
-
-    Probes must send an allowed Host (the manifests send `localhost`; the pod's IP is added
-    for scrapes): a misconfigured probe should fail here, visibly, rather than pass.
-    """
-
-    @functools.wraps(view)
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        request.get_host()  # DisallowedHost: Django answers 400
-        return await view(request, *args, **kwargs)
-
-    return wrapper
-
-
-@allowed_host
 @allow_methods("GET", "HEAD")
 async def live(request: HttpRequest) -> JsonResponse:
     # Touches nothing: a dependency's outage must never restart the process.
     return JsonResponse({"status": "alive"}, headers=NO_STORE)
 
 
-@allowed_host
 @allow_methods("GET", "HEAD")
 @json_errors
 async def ready(request: HttpRequest) -> JsonResponse:
@@ -46,7 +28,6 @@ async def ready(request: HttpRequest) -> JsonResponse:
     return _quiet(JsonResponse(body, status=report.http_status, headers=NO_STORE))
 
 
-@allowed_host
 @allow_methods("GET", "HEAD")
 @json_errors
 async def health(request: HttpRequest) -> JsonResponse:
