@@ -75,6 +75,20 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": stream, **_errors(*ERRORS)},
                 }
             },
+            "/chat/{chatId}/stream": {
+                "get": {
+                    "summary": "Resume a stream (useChat resume): Mamba keeps none, so always 204",
+                    "parameters": [
+                        {
+                            "name": "chatId",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"204": {"description": "Nothing to resume"}},
+                }
+            },
             "/title/generate": {"post": {"summary": "Name a conversation", **title}},
             "/generate-title": {"post": {"summary": "Alias of /title/generate", **title}},
             "/models": {

@@ -6,6 +6,7 @@ from chat import views
 
 urlpatterns = [
     path("chat", views.chat, name="chat"),
+    path("chat/<str:chat_id>/stream", views.chat_resume, name="chat-resume"),
     path("title/generate", views.generate_title, name="title-generate"),
     path("generate-title", views.generate_title, name="generate-title"),
     path("models", views.models, name="models"),

@@ -4,7 +4,7 @@ import logging
 from functools import partial
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
@@ -65,6 +65,12 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
     return StreamingHttpResponse(
         events, content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS
     )
+
+
+@allow_methods("GET")
+async def chat_resume(request: HttpRequest, chat_id: str) -> HttpResponseBase:
+    """`useChat({resume: true})` asks here after a reload; Mamba keeps no streams: 204."""
+    return HttpResponse(status=204)
 
 
 def stream_limits() -> protocol.StreamLimits:

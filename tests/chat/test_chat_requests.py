@@ -187,3 +187,9 @@ async def test_cors_rejects_unknown_origin(async_client):
         "/chat", headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
     )
     assert "Access-Control-Allow-Origin" not in response
+
+
+async def test_chat_resume_answers_204_nothing_to_resume(async_client):
+    response = await async_client.get("/chat/chat-z2739aho/stream")
+    assert response.status_code == 204
+    assert response.content == b""

@@ -144,7 +144,13 @@ async def test_models_rejects_post(async_client):
 async def test_openapi_document_is_built_from_request_schemas(async_client):
     document = (await async_client.get("/openapi.json")).json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/chat", "/title/generate", "/generate-title", "/models"}
+    assert set(document["paths"]) == {
+        "/chat",
+        "/chat/{chatId}/stream",
+        "/title/generate",
+        "/generate-title",
+        "/models",
+    }
     schemas = document["components"]["schemas"]
     chat = schemas["ChatRequest"]
     assert chat["required"] == ["messages"]
