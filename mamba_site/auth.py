@@ -20,6 +20,7 @@ from mamba_site.models import ApiKey
 logger = logging.getLogger(__name__)
 
 LAST_USED_INTERVAL_SECONDS = 60.0
+UNKNOWN_KEY_RELOAD_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +104,14 @@ def _record(key: ApiKey) -> _KeyRecord:
     return _KeyRecord(digest=key.digest, expires_at=key.expires_at, principal=principal)
 
 
-async def _snapshot() -> dict[str, _KeyRecord]:
-    if time.monotonic() - _keys.loaded_at < settings.AUTH_KEY_CACHE_SECONDS:
+async def _snapshot(max_age: float) -> dict[str, _KeyRecord]:
+    """The key table, read again when older than `max_age` seconds."""
+    if time.monotonic() - _keys.loaded_at < max_age:
         return _keys.records
     if _keys.lock is None:
         _keys.lock = asyncio.Lock()
     async with _keys.lock:  # one reload at a time; the others wait for it, not the database
-        if time.monotonic() - _keys.loaded_at < settings.AUTH_KEY_CACHE_SECONDS:
+        if time.monotonic() - _keys.loaded_at < max_age:
             return _keys.records
         generation = _keys.generation
         # Revoked keys stay out; expired ones stay in, to answer AUTH_EXPIRED.
@@ -124,7 +126,11 @@ async def api_key_authenticate(secret: str) -> Principal:
     prefix = key_lookup_prefix(secret)
     if prefix is None:
         raise AuthInvalid("The API key is malformed.")
-    record = (await _snapshot()).get(prefix)
+    record = (await _snapshot(settings.AUTH_KEY_CACHE_SECONDS)).get(prefix)
+    if record is None:
+        # Perhaps a key issued on another replica since the last read: read again, but at
+        # most once a second, so a flood of unknown keys costs one query a second, not one each.
+        record = (await _snapshot(UNKNOWN_KEY_RELOAD_SECONDS)).get(prefix)
     if record is None or not key_matches(secret, record.digest):
         raise AuthInvalid("The API key is not valid or has been revoked.")
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):

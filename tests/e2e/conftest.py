@@ -327,6 +327,7 @@ class ChatClient:
         abort_after_ms: int | None = None,
         timeout_ms: int = 30000,
         url: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         args = [
             "node",
@@ -341,6 +342,8 @@ class ChatClient:
             json.dumps(messages or []),
             "--timeout-ms",
             str(timeout_ms),
+            "--headers",
+            json.dumps(headers or {}),
         ]
         if text is not None:
             args += ["--text", text]

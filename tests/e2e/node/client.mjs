@@ -5,6 +5,7 @@
 // Usage:
 //   node client.mjs --sdk 7|6 --url http://127.0.0.1:PORT/chat
 //        [--body '{"model":"gpt-4o"}']        extra body keys (DefaultChatTransport `body`)
+//        [--headers '{"X-API-Key":"…"}']      request headers (DefaultChatTransport `headers`)
 //        [--messages '[...UIMessage]']        the history before the new user message
 //        [--text 'new user message']          appended as a new user message (omit to send
 //                                             --messages as they are)
@@ -75,7 +76,7 @@ async function loadJob(argv) {
     job = JSON.parse(args.job === '-' ? await readStdin() : args.job);
   } else {
     job = { ...args };
-    for (const key of ['body', 'messages']) {
+    for (const key of ['body', 'messages', 'headers']) {
       if (job[key] !== undefined) job[key] = JSON.parse(job[key]);
     }
     for (const key of ['abortAfterMs', 'timeoutMs']) {
@@ -86,6 +87,7 @@ async function loadJob(argv) {
   if (!SDK_PACKAGES[job.sdk]) throw new Error(`--sdk must be 7 or 6, not ${job.sdk}`);
   if (!job.url) throw new Error('--url is required');
   job.body ??= {};
+  job.headers ??= {};
   job.messages ??= [];
   job.timeoutMs ??= 30000;
   if (!Array.isArray(job.messages)) throw new Error('--messages must be a JSON array');
@@ -251,7 +253,12 @@ async function run(job) {
       headers: response.headers,
     });
   };
-  const transport = new ai.DefaultChatTransport({ api: job.url, body: job.body, fetch: tapFetch });
+  const transport = new ai.DefaultChatTransport({
+    api: job.url,
+    body: job.body,
+    headers: job.headers,
+    fetch: tapFetch,
+  });
 
   const controller = new AbortController();
   let abortedByUs = false;
