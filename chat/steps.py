@@ -1,6 +1,7 @@
 """The step loop: call the model, run the tools it asks for, call it again, until done."""
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import string
@@ -86,58 +87,65 @@ class ChatRun:
         self.outcome = "running"
 
     async def events(self) -> AsyncGenerator[p.Event, None]:
-        plan = self.plan
+        """The whole message: `start`, one step per model call, `finish`."""
         ids = BlockIds(tag=secrets.token_hex(3))
         outcome = "error"
         metrics.active_streams.inc()
         try:
-            yield p.Start(plan.message_id)
-            while True:
-                upstream = self._first or await open_stream(plan.route, plan.request_params())
-                self._first = None
-                self.steps += 1
-                yield p.StartStep()
-                translator = Translator(ids=ids)
-                try:
-                    async for chunk in upstream.chunks():
-                        for event in translator.feed(chunk):
+            yield p.Start(self.plan.message_id)
+            more = True
+            while more:
+                more = False
+                # aclosing: if this generator is closed mid-step, the step closes its upstream.
+                async with contextlib.aclosing(self._step(ids)) as step:
+                    async for event in step:
+                        if event is _CALL_AGAIN:
+                            more = True
+                        else:
                             yield event
-                        if self.first_token_at is None and translator.produced:
-                            self.first_token_at = time.perf_counter()
-                finally:
-                    await upstream.aclose()
-                for event in translator.close():
-                    yield event
-                if translator.usage:
-                    self.usage.add(translator.usage)
-                self.finish_reason = translator.finish_reason or "other"
-                calls = [call for call in translator.tool_calls if call.started]
-                results: list[OpenAIMessage] = []
-                for call in calls:
-                    events, result = await self._run_tool(call)
-                    for event in events:
-                        yield event
-                    results.append(result)
-                yield p.FinishStep()
-                if not calls or self.steps >= plan.max_steps:
-                    break
-                plan.messages = [*plan.messages, _assistant_turn(translator, calls), *results]
             outcome = "finished"
             yield p.Finish(self.finish_reason or "other", self.metadata())
         except asyncio.CancelledError as cancel:
-            if p.TIMEOUT_CANCEL in cancel.args:
-                outcome = "timed out"
-            elif p.INTERRUPT_CANCEL in cancel.args:
-                outcome = "interrupted"
-            else:
-                outcome = "disconnected"
-                metrics.client_disconnects.inc()
-                logger.info("Client disconnected; upstream closed")
+            outcome = _cancel_outcome(cancel)
             raise
         finally:
             metrics.active_streams.dec()
             self.outcome = outcome
             self._record(outcome)
+
+    async def _step(self, ids: BlockIds) -> AsyncGenerator[Any, None]:
+        """One model call and its tool calls; ends with `_CALL_AGAIN` when the model should
+        see the tools' results in another step."""
+        plan = self.plan
+        upstream = self._first or await open_stream(plan.route, plan.request_params())
+        self._first = None
+        translator = Translator(ids=ids)
+        try:  # the upstream is closed however this generator ends, at any of its yields
+            self.steps += 1
+            yield p.StartStep()
+            async for chunk in upstream.chunks():
+                for event in translator.feed(chunk):
+                    yield event
+                if self.first_token_at is None and translator.produced:
+                    self.first_token_at = time.perf_counter()
+        finally:
+            await upstream.aclose()
+        for event in translator.close():
+            yield event
+        if translator.usage:
+            self.usage.add(translator.usage)
+        self.finish_reason = translator.finish_reason or "other"
+        calls = [call for call in translator.tool_calls if call.started]
+        results: list[OpenAIMessage] = []
+        for call in calls:
+            events, result = await self._run_tool(call)
+            for event in events:
+                yield event
+            results.append(result)
+        yield p.FinishStep()
+        if calls and self.steps < plan.max_steps:
+            plan.messages = [*plan.messages, _assistant_turn(translator, calls), *results]
+            yield _CALL_AGAIN
 
     async def _run_tool(self, call: ToolCall) -> tuple[list[p.Event], OpenAIMessage]:
         """Validate and run one tool call: its events, and the `tool` message for the model."""
@@ -241,6 +249,20 @@ class ChatRun:
                 "total_ms": meta["timings"]["totalMs"],
             },
         )
+
+
+_CALL_AGAIN = object()
+
+
+def _cancel_outcome(cancel: asyncio.CancelledError) -> str:
+    """Why the stream's task was cancelled: one of its own limits, or the client leaving."""
+    if p.TIMEOUT_CANCEL in cancel.args:
+        return "timed out"
+    if p.INTERRUPT_CANCEL in cancel.args:
+        return "interrupted"
+    metrics.client_disconnects.inc()
+    logger.info("Client disconnected; upstream closed")
+    return "disconnected"
 
 
 def _assistant_turn(translator: Translator, calls: list[ToolCall]) -> OpenAIMessage:

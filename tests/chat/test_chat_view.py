@@ -1,9 +1,11 @@
+import asyncio
 import json
 
 import httpx
 import orjson
 import pytest
 
+from chat import protocol as p
 from tests.chat.conftest import (
     API_APPS,
     UPSTREAM_URL,
@@ -372,3 +374,40 @@ async def test_chat_model_outside_allowlist_is_404(async_client, settings):
     response = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-5"})
     assert response.status_code == 404
     assert response.json()["code"] == "MODEL_NOT_FOUND"
+
+
+@pytest.mark.parametrize("taken", [2, 4])  # at start-step; in the middle of the text
+async def test_chat_closing_the_events_mid_step_closes_the_upstream(respx_mock, main_agent, taken):
+    from agents.selectors import agent_get
+    from chat import steps
+    from chat.plans import plan_chat
+    from chat.schemas import ChatRequest
+    from mamba_site.auth import ANONYMOUS
+
+    closed = []
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            for delta in ({"role": "assistant", "content": ""}, {"content": "one "}):
+                yield b"data: " + orjson.dumps(chunk(delta)) + b"\n\n"
+            await asyncio.sleep(30)  # the model goes quiet
+            yield b""
+
+        async def aclose(self):
+            closed.append(True)
+
+    respx_mock.post(UPSTREAM_URL).mock(
+        return_value=httpx.Response(
+            200, stream=Body(), headers={"content-type": "text/event-stream"}
+        )
+    )
+    body = ChatRequest.model_validate({"messages": [user("hi")]})
+    plan = plan_chat(body=body, agent=await agent_get(slug=None), principal=ANONYMOUS)
+    run = await steps.start(plan)
+    events = run.events()
+    received = [await anext(events) for _ in range(taken)]
+    assert isinstance(received[0], p.Start)
+    assert isinstance(received[1], p.StartStep)
+    await events.aclose()  # as the stream does when its consumer goes away at a yield
+    assert closed == [True]
+    assert run.outcome == "error"
