@@ -140,3 +140,26 @@ def test_admin_agent_form_shows_validation_error_in_the_browser(page: Page) -> N
     page.click("input[name=_continue]")
     expect(page.locator(".errornote")).to_be_visible()
     expect(page.locator(".field-model .errorlist")).to_contain_text("Unknown model 'no-such-model'")
+
+
+def test_admin_issues_a_key_shown_once_with_a_working_copy_button(page: Page) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.goto("/admin/mamba_site/apikey/add/")
+    page.fill("#id_name", "browser-issued key")
+    page.fill("#id_allowed_agents", "main")
+    page.click("input[name=_save]")
+    secret_field = page.locator("#api-key-secret")
+    expect(secret_field).to_be_visible()
+    secret = secret_field.input_value()
+    assert secret.startswith("mamba_")
+    expect(page.locator(".errornote")).to_contain_text("only time the key is shown")
+
+    page.click("#copy-api-key")
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+
+    page.click("text=I have copied it: go to the key")
+    expect(page.locator("#content")).to_contain_text("browser-issued key")
+    assert secret not in page.content()
+    page.goto("/admin/mamba_site/apikey/")
+    assert secret not in page.content()
