@@ -237,10 +237,21 @@ async def jwt_authenticate(token: str) -> Principal:
         kind="jwt",
         id=f"jwt:{subject}",
         name=subject,
+        allowed_agents=_names_claim(claims, settings.AUTH_JWT_AGENTS_CLAIM),
+        allowed_models=_names_claim(claims, settings.AUTH_JWT_MODELS_CLAIM),
         requests_per_minute=settings.AUTH_JWT_REQUESTS_PER_MINUTE,
         concurrent_streams=settings.AUTH_JWT_CONCURRENT_STREAMS,
         tokens_per_day=settings.AUTH_JWT_TOKENS_PER_DAY,
     )
+
+
+def _names_claim(claims: dict[str, Any], name: str) -> frozenset[str]:
+    value = claims.get(name) if name else None
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise AuthInvalid(f"The token's {name} claim must be a list of names.")
+    return frozenset(value)
 
 
 # -- Requests -------------------------------------------------------------------------------

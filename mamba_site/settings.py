@@ -148,6 +148,10 @@ AUTH_JWT_JWKS_REFRESH_SECONDS = env.float("AUTH__JWT__JWKS_REFRESH_SECONDS", def
 AUTH_JWT_ISSUER = env.str("AUTH__JWT__ISSUER", default="")
 AUTH_JWT_AUDIENCE = env.str("AUTH__JWT__AUDIENCE", default="")
 AUTH_JWT_LEEWAY_SECONDS = env.int("AUTH__JWT__LEEWAY_SECONDS", default=30)
+# Claims that narrow what a token may use, as lists of agent slugs and model names (absent or
+# empty: everything), like an API key's scopes.
+AUTH_JWT_AGENTS_CLAIM = env.str("AUTH__JWT__AGENTS_CLAIM", default="mamba_agents")
+AUTH_JWT_MODELS_CLAIM = env.str("AUTH__JWT__MODELS_CLAIM", default="mamba_models")
 # Limits of each JWT subject (API keys carry their own, set in the admin); empty: none.
 AUTH_JWT_REQUESTS_PER_MINUTE = _int_or_none(env.str("AUTH__JWT__REQUESTS_PER_MINUTE", default=""))
 AUTH_JWT_CONCURRENT_STREAMS = _int_or_none(env.str("AUTH__JWT__CONCURRENT_STREAMS", default=""))

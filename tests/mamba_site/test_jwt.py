@@ -150,3 +150,25 @@ async def test_jwt_and_api_key_mode_accepts_both(async_client, hs256, transactio
     assert (await call(async_client, secret)).status_code == 200
     assert (await call(async_client, jwt.encode(claims(), SECRET, "HS256"))).status_code == 200
     await assert_rejected(async_client, "garbage")
+
+
+async def test_jwt_scope_claims_narrow_agents_and_models(async_client, hs256, seeded_agents):
+    token = jwt.encode(
+        claims(mamba_agents=["research"], mamba_models=["gpt-4o-mini"]), SECRET, "HS256"
+    )
+    listing = (await call(async_client, token)).json()
+    assert [a["slug"] for a in listing["agents"]] == ["research"]
+    assert [m["id"] for m in listing["models"]] == ["gpt-4o-mini"]
+    response = await async_client.post(
+        "/chat",
+        {"messages": [{"role": "user", "content": "x"}], "agent": "main"},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 403
+    assert "agent 'main'" in response.json()["detail"]
+
+
+async def test_jwt_malformed_scope_claim_is_rejected(async_client, hs256):
+    token = jwt.encode(claims(mamba_agents="research"), SECRET, "HS256")
+    await assert_rejected(async_client, token)
