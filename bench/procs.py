@@ -227,4 +227,6 @@ def stop(server: Server) -> int | None:
 
 
 def describe(server: Server) -> dict[str, Any]:
-    return {"pid": server.pid, "port": server.port, "argv": server.process.args}
+    # The interpreter by name only: a report should not carry this machine's paths.
+    argv = ["python", *list(server.process.args)[1:]]
+    return {"pid": server.pid, "port": server.port, "argv": argv}

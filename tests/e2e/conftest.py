@@ -92,7 +92,7 @@ def node_client() -> Path:
     _require("node")
     installed = all(
         (NODE_DIR / "node_modules" / name / "package.json").exists()
-        for name in ("ai", "ai6", "zod")
+        for name in ("ai", "ai6", "ai606", "zod")
     )
     if not installed:
         npm = _require("npm")

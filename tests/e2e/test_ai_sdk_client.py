@@ -17,7 +17,7 @@ from tests.e2e.conftest import ChatClient, FakeUpstreamProcess, Service
 
 pytestmark = pytest.mark.e2e
 
-SDKS = ["7", "6"]
+SDKS = ["7", "6", "6.0.6"]
 SECRET = "SECRET-PROVIDER-DETAIL"
 LEAKS = (SECRET, "Traceback", 'File "/', "sk-fake")
 DONE = "data: [DONE]"

@@ -16,7 +16,8 @@
 //   or:  echo '<JSON job>' | node client.mjs --job -
 //
 // `--sdk 7` uses `ai` 7.0.173; `--sdk 6` uses `ai` 6.0.12 (npm alias `ai6`, the version the
-// ai-chatbot frontend locks; its chunk schema is strict and rejects unknown keys).
+// ai-chatbot frontend locks; its chunk schema is strict and rejects unknown keys); `--sdk 6.0.6`
+// uses `ai` 6.0.6 (alias `ai606`), the copy `@ai-sdk/react` 3.0.6 nests, which `useChat` runs.
 //
 // How the response is checked (one HTTP request, read twice):
 //   * SDK path: `new DefaultChatTransport({api, body, fetch})` and `transport.sendMessages(...)`
@@ -47,7 +48,7 @@
 
 import { performance } from 'node:perf_hooks';
 
-const SDK_PACKAGES = { 7: 'ai', 6: 'ai6' };
+const SDK_PACKAGES = { 7: 'ai', 6: 'ai6', '6.0.6': 'ai606' };
 
 function parseArgs(argv) {
   const options = {};
@@ -84,7 +85,7 @@ async function loadJob(argv) {
     }
   }
   job.sdk = String(job.sdk ?? '7');
-  if (!SDK_PACKAGES[job.sdk]) throw new Error(`--sdk must be 7 or 6, not ${job.sdk}`);
+  if (!SDK_PACKAGES[job.sdk]) throw new Error(`--sdk must be 7, 6 or 6.0.6, not ${job.sdk}`);
   if (!job.url) throw new Error('--url is required');
   job.body ??= {};
   job.headers ??= {};
