@@ -228,5 +228,6 @@ def stop(server: Server) -> int | None:
 
 def describe(server: Server) -> dict[str, Any]:
     # The interpreter by name only: a report should not carry this machine's paths.
-    argv = ["python", *list(server.process.args)[1:]]
+    args = server.process.args
+    argv = ["python", *(str(arg) for arg in args[1:])] if isinstance(args, list) else ["python"]
     return {"pid": server.pid, "port": server.port, "argv": argv}
