@@ -126,6 +126,11 @@ class AgentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
         agent_save(agent=obj, author=request.user)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        # Requests without `agent` need the default: make another agent the default first.
+        # (Django's bulk delete refuses a selection that includes it, with a 403.)
+        return super().has_delete_permission(request, obj) and not (obj and obj.is_default)
+
     @admin.action(description="Make the selected agent the default", permissions=("change",))
     def make_default(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
         if queryset.count() != 1:

@@ -174,3 +174,22 @@ class TestPlaygroundChat:
         await client.aforce_login(admin_user)
         response = await client.post(self.url, self.body, content_type="application/json")
         assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_keeps_the_default_agent_from_deletion(admin_client):
+    main = Agent.objects.get(slug="main")
+    assert (
+        admin_client.get(reverse("admin:agents_agent_delete", args=(main.pk,))).status_code == 403
+    )
+    research = Agent.objects.get(slug="research")
+
+    def bulk_delete(*agents):
+        data = {"action": "delete_selected", "post": "yes", "index": 0, "select_across": 0}
+        data["_selected_action"] = [agent.pk for agent in agents]
+        return admin_client.post(reverse("admin:agents_agent_changelist"), data)
+
+    assert bulk_delete(main, research).status_code == 403
+    assert Agent.objects.count() == 3
+    assert bulk_delete(research).status_code == 302
+    assert list(Agent.objects.values_list("slug", flat=True)) == ["code_review", "main"]
