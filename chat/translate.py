@@ -68,8 +68,9 @@ class Translator:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
             events += self._reasoning(reasoning)
-        content = delta.get("content")
-        if content:
+        # A refusal streams in `refusal` instead of `content`; the user should read it too.
+        content = delta.get("content") or delta.get("refusal")
+        if content and isinstance(content, str):
             events += self._text(content)
         tool_calls = delta.get("tool_calls")
         if tool_calls:

@@ -117,3 +117,18 @@ def test_translate_block_ids_are_unique_across_steps():
     a = first.feed(delta(content="x"))[0]
     b = second.feed(delta(content="y"))[0]
     assert a.id != b.id
+
+
+def test_translate_shows_a_refusal_as_text():
+    t = new()
+    events = t.feed(delta(refusal="I can't help with that.")) + t.close()
+    assert events == [
+        p.TextStart("text-t-1"),
+        p.TextDelta("text-t-1", "I can't help with that."),
+        p.TextEnd("text-t-1"),
+    ]
+
+
+def test_translate_ignores_content_that_is_not_text():
+    t = new()
+    assert t.feed(delta(content=[{"type": "image"}])) == []
