@@ -169,12 +169,9 @@ async def open_stream(route: Route, params: dict[str, Any]) -> UpstreamStream:
     SDK's authentication, retries and errors.
     """
     client = client_for(route.provider)
-    body = {
-        "model": route.model,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **params,
-    }
+    body: dict[str, Any] = {"model": route.model, "stream": True, **params}
+    if settings.OPENAI_STREAM_USAGE:
+        body["stream_options"] = {"include_usage": True}
     try:
         response = await client.post(
             "/chat/completions", cast_to=httpx.Response, body=body, stream=True

@@ -169,6 +169,9 @@ OPENAI_TIMEOUT_SECONDS = env.float("OPENAI__TIMEOUT_SECONDS", default=60.0)
 OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI__CONNECT_TIMEOUT_SECONDS", default=10.0)
 OPENAI_MAX_RETRIES = env.int("OPENAI__MAX_RETRIES", default=2)
 OPENAI_MAX_CONNECTIONS = env.int("OPENAI__MAX_CONNECTIONS", default=200)
+# Ask for token usage in the stream (`stream_options.include_usage`); turn off for servers
+# that reject the option (usage then reads 0).
+OPENAI_STREAM_USAGE = env.bool("OPENAI__STREAM_USAGE", default=True)
 
 # The offline model answers without any key; on by default only in development without a key.
 MOCK_MODEL_ENABLED = env.bool("MOCK_MODEL__ENABLED", default=DEBUG and not OPENAI_API_KEY)

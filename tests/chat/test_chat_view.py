@@ -96,6 +96,13 @@ async def test_chat_sends_history_system_prompt_tools_and_usage_option(async_cli
     assert route.calls[0].request.headers["authorization"] == "Bearer sk-test-key"
 
 
+async def test_chat_can_leave_out_stream_options(async_client, respx_mock, settings):
+    settings.OPENAI_STREAM_USAGE = False
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    await chat_events(async_client, {"messages": [user("Hi")]})
+    assert "stream_options" not in sent(route)
+
+
 async def test_chat_uses_default_model_when_none_given(async_client, respx_mock, settings):
     settings.OPENAI_DEFAULT_MODEL = "gpt-default"
     route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
