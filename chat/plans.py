@@ -41,7 +41,7 @@ def plan_chat(*, body: ChatRequest, agent: AgentSpec, principal: Principal) -> C
     if agent.temperature is not None:
         options["temperature"] = agent.temperature
     if agent.max_output_tokens is not None:
-        options["max_tokens"] = agent.max_output_tokens
+        options[settings.OPENAI_MAX_TOKENS_PARAM] = agent.max_output_tokens
     return ChatPlan(
         route=route(model),
         agent=agent.slug,

@@ -94,7 +94,7 @@ async def generate_title(request: HttpRequest) -> HttpResponseBase:
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": text},
         ],
-        "max_tokens": 32,
+        settings.OPENAI_MAX_TOKENS_PARAM: 32,
     }
     try:
         target = upstream.route(body.model or settings.TITLE_MODEL)

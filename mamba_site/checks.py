@@ -80,6 +80,23 @@ def check_auth_mode(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     return []
 
 
+MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+@checks.register(TAG)
+def check_max_tokens_param(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if settings.OPENAI_MAX_TOKENS_PARAM in MAX_TOKENS_PARAMS:
+        return []
+    return [
+        checks.Error(
+            f"MAMBA_OPENAI__MAX_TOKENS_PARAM={settings.OPENAI_MAX_TOKENS_PARAM!r} is not one "
+            "the Chat Completions API knows.",
+            hint="Use max_tokens or max_completion_tokens.",
+            id="mamba.E004",
+        )
+    ]
+
+
 def log_startup_warnings() -> None:
     """Log the configuration checks; refuse to start on an error (daphne runs no checks)."""
     errors = []

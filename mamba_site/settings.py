@@ -172,6 +172,9 @@ OPENAI_MAX_CONNECTIONS = env.int("OPENAI__MAX_CONNECTIONS", default=200)
 # Ask for token usage in the stream (`stream_options.include_usage`); turn off for servers
 # that reject the option (usage then reads 0).
 OPENAI_STREAM_USAGE = env.bool("OPENAI__STREAM_USAGE", default=True)
+# The name of the output-token limit: max_tokens (most OpenAI-compatible servers) or
+# max_completion_tokens (OpenAI's reasoning models accept only this one).
+OPENAI_MAX_TOKENS_PARAM = env.str("OPENAI__MAX_TOKENS_PARAM", default="max_tokens")
 
 # The offline model answers without any key; on by default only in development without a key.
 MOCK_MODEL_ENABLED = env.bool("MOCK_MODEL__ENABLED", default=DEBUG and not OPENAI_API_KEY)

@@ -182,3 +182,17 @@ async def test_models_lists_enabled_agents(async_client):
     assert [a["slug"] for a in agents] == ["main", "research"]
     assert agents[1]["tools"] == ["search_notes", "generateCard", "generateChart"]
     assert agents[1]["name"] == "Research"
+
+
+@pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
+async def test_chat_sends_the_agent_output_limit_under_the_configured_name(
+    async_client, respx_mock, settings, param
+):
+    settings.OPENAI_MAX_TOKENS_PARAM = param
+    await Agent.objects.filter(slug="main").aupdate(max_output_tokens=321)
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    await chat(async_client, {"messages": [user("x")]})
+    body = sent(route)
+    assert body[param] == 321
+    other = ({"max_tokens", "max_completion_tokens"} - {param}).pop()
+    assert other not in body

@@ -44,3 +44,12 @@ def test_checks_jwt_needs_a_verification_key(settings):
     assert ids(check_auth_mode()) == ["mamba.E003"]
     settings.AUTH_JWT_SECRET = "s" * 32
     assert check_auth_mode() == []
+
+
+def test_checks_reject_an_unknown_max_tokens_param(settings):
+    from mamba_site.checks import check_max_tokens_param
+
+    settings.OPENAI_MAX_TOKENS_PARAM = "max_output"
+    assert ids(check_max_tokens_param()) == ["mamba.E004"]
+    settings.OPENAI_MAX_TOKENS_PARAM = "max_completion_tokens"
+    assert check_max_tokens_param() == []
