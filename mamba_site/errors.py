@@ -151,8 +151,7 @@ def error_response(error: ApiError, request: HttpRequest | None = None) -> JsonR
         "request_id": request_id_of(request),
         **error.extra,
     }
-    response = JsonResponse(body, status=error.status, headers=error.headers)
-    return response
+    return JsonResponse(body, status=error.status, headers=error.headers)
 
 
 type AsyncView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
