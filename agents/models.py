@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from agents.catalog import known_model_ids
+from mamba_site.providers import known_model_ids
 
 # The fields a revision records and a restore puts back.
 VERSIONED_FIELDS = (

@@ -1,38 +1,64 @@
 """A stream's bill: the caller's stream slot and token budget, and its usage record."""
 
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from django.http import HttpRequest
 
-from chat.steps import ChatRun
 from chat.translate import Usage
 from mamba_site import quotas
 from mamba_site.auth import ANONYMOUS, Principal, spawn
 from mamba_site.services import usage_record
 
+logger = logging.getLogger(__name__)
 
-def principal_of(request: HttpRequest) -> Principal:
+
+def request_principal(request: HttpRequest) -> Principal:
+    """Who the auth middleware admitted (anonymous when authentication is off)."""
     return getattr(request, "principal", ANONYMOUS)
 
 
-async def stream_admit(principal: Principal) -> Callable[[ChatRun | None], Awaitable[None]]:
-    """Check the day's tokens and take a stream slot (or raise 429); returns the closing,
-    to call with the run once its stream ended, or with None if it never started."""
+@dataclass(slots=True)
+class Admission:
+    """What a stream took from its caller's limits; `settle()` gives it back and bills it."""
+
+    principal: Principal
+    release: Callable[[], Awaitable[None]]
+    settled: bool = False
+
+    async def settle(self, usage: Usage, *, completed: bool) -> None:
+        """Give the slot back, count the tokens, record the usage: each step on its own, so
+        that one failing (Redis, the database) never skips the others."""
+        if self.settled:
+            return
+        self.settled = True
+        principal = self.principal
+        try:
+            await self.release()
+        except Exception:
+            logger.exception("Releasing the stream slot of %s failed", principal.name)
+        try:
+            await quotas.tokens_add(principal, usage.input_tokens + usage.output_tokens)
+        except Exception:
+            logger.exception("Counting the tokens of %s failed", principal.name)
+        bill(principal, usage, completed=completed)
+
+
+async def admit(principal: Principal) -> Admission:
+    """Check the day's tokens and take a stream slot; raises `RateLimited` (429)."""
     await quotas.tokens_check(principal)
-    release = await quotas.stream_acquire(principal)
+    return Admission(principal, await quotas.stream_acquire(principal))
 
-    async def close(run: ChatRun | None) -> None:
-        await release()
-        usage = run.usage if run is not None else Usage()
-        await quotas.tokens_add(principal, usage.input_tokens + usage.output_tokens)
-        if principal.api_key_id is not None:
-            spawn(
-                usage_record(
-                    api_key_id=principal.api_key_id,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    error=run is None or run.outcome != "finished",
-                )
+
+def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
+    """Record a key's usage off the request's path."""
+    if principal.api_key_id is not None:
+        spawn(
+            usage_record(
+                api_key_id=principal.api_key_id,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                error=not completed,
             )
-
-    return close
+        )

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 
-from agents.catalog import MOCK_MODEL
+from mamba_site.providers import MOCK_MODEL
 
 MODEL = MOCK_MODEL
 BASE_URL = "http://mock.invalid/v1"

@@ -5,14 +5,16 @@ from django.conf import settings
 from agents.selectors import AgentSpec
 from agents.tools import tool_get
 from chat.messages import UnsupportedContent, to_openai_messages
+from chat.routing import MAX_OUTPUT_TOKENS, OPENAI_PREFIX, Router
 from chat.schemas import ChatRequest
 from chat.steps import ChatPlan, new_message_id
-from chat.upstream import OPENAI_PREFIX, route
 from mamba_site.auth import Principal
 from mamba_site.errors import InvalidRequest, ValidationFailed
 
 
-def plan_chat(*, body: ChatRequest, agent: AgentSpec, principal: Principal) -> ChatPlan:
+def plan_chat(
+    *, body: ChatRequest, agent: AgentSpec, principal: Principal, router: Router
+) -> ChatPlan:
     """Raises `ApiError` for empty history, unknown tools, unsupported content, models or
     agents and models outside the caller's scopes."""
     if not body.messages:
@@ -41,9 +43,9 @@ def plan_chat(*, body: ChatRequest, agent: AgentSpec, principal: Principal) -> C
     if agent.temperature is not None:
         options["temperature"] = agent.temperature
     if agent.max_output_tokens is not None:
-        options[settings.OPENAI_MAX_TOKENS_PARAM] = agent.max_output_tokens
+        options[MAX_OUTPUT_TOKENS] = agent.max_output_tokens
     return ChatPlan(
-        route=route(model),
+        route=router.resolve(model),
         agent=agent.slug,
         messages=messages,
         tools=[tool for name in tool_names if (tool := tool_get(name=name)) is not None],

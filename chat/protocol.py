@@ -1,10 +1,12 @@
 """The AI SDK UI message stream: typed events, their wire form, and the SSE response body."""
 
 import asyncio
+import contextlib
 import logging
 import math
+import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -20,6 +22,9 @@ HEADERS = {
     "X-Accel-Buffering": "no",
 }
 DONE = b"data: [DONE]\n\n"
+# `reset-step` came with ai 7.0.70; ai 6 rejects it. Clients on Node name their version.
+RESET_STEP_SINCE = (7, 0, 70)
+_AI_SDK_VERSION = re.compile(r"\bai-sdk/(\d+)\.(\d+)\.(\d+)")
 KEEPALIVE = b": keep-alive\n\n"
 INTERRUPTED = "The reply was interrupted before this tool call finished."
 # The message of the cancellation a stream sends its producer when it ends it itself.
@@ -43,6 +48,14 @@ class Start:
 class StartStep:
     def wire(self) -> dict[str, Json]:
         return {"type": "start-step"}
+
+
+@dataclass(slots=True)
+class ResetStep:
+    """`ai` >= 7.0.70 only: drop the current step's parts; its content is sent again."""
+
+    def wire(self) -> dict[str, Json]:
+        return {"type": "reset-step"}
 
 
 @dataclass(slots=True)
@@ -210,6 +223,7 @@ type Event = (
     Start
     | StartStep
     | FinishStep
+    | ResetStep
     | TextStart
     | TextDelta
     | TextEnd
@@ -225,6 +239,14 @@ type Event = (
     | Finish
     | Error
 )
+
+
+def accepts_reset_step(user_agent: str) -> bool:
+    """False when the client says it runs an `ai` older than 7.0.70 (ai 6 on Node sends
+    `ai-sdk/<version>` in User-Agent; ai 7 and browsers send nothing, and are trusted to match
+    the deployment's setting)."""
+    found = _AI_SDK_VERSION.search(user_agent)
+    return found is None or tuple(map(int, found.groups())) >= RESET_STEP_SINCE
 
 
 def encode(event: Event) -> bytes:
@@ -273,6 +295,10 @@ class _Ledger:
                 self.tool_calls.add(event.tool_call_id)
             case ToolOutputAvailable() | ToolOutputError() | ToolInputError():
                 self.tool_calls.discard(event.tool_call_id)
+            case ResetStep():
+                # The client forgets the step's open blocks and partial tool calls.
+                self.blocks.clear()
+                self.tool_calls.clear()
             case StartStep():
                 self.step_open = True
             case FinishStep():
@@ -302,7 +328,6 @@ async def stream(
     limits: StreamLimits,
     message_id: str,
     safe_error: Callable[[BaseException], str],
-    on_close: Callable[[], Awaitable[None]] | None = None,
     drain_deadline: Callable[[], float] = lambda: math.inf,
 ) -> AsyncIterator[bytes]:
     """Encode `events` as SSE, with keep-alive comments, timeouts and a clean error ending.
@@ -312,8 +337,8 @@ async def stream(
     upstream connection, and re-raises. An exception in the producer ends the stream with the
     open blocks closed, one `error` chunk (text from `safe_error`), `finish` and `[DONE]`; so
     do the idle and total timeouts (`StreamTimeout`) and the server's shutdown reaching
-    `drain_deadline()` (`StreamInterrupted`). `on_close` runs once the producer has stopped,
-    however the stream ended.
+    `drain_deadline()` (`StreamInterrupted`). When this generator returns, the producer has
+    stopped, whatever ended the stream.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
 
@@ -321,6 +346,12 @@ async def stream(
         try:
             async for event in events:
                 await queue.put(event)
+        except asyncio.CancelledError as cancel:
+            # Cancelled while waiting on a full queue, outside the producer: hand it the
+            # cancellation, so that it records why it ended (a disconnect is not an error).
+            with contextlib.suppress(BaseException):
+                await events.athrow(cancel)
+            raise
         except Exception as error:  # handed to the consumer, which ends the stream with it
             await queue.put(error)
             return
@@ -373,11 +404,6 @@ async def stream(
             producer.cancel(cancel_reason)
         # Wait for the producer so the upstream connection is closed before we return.
         await asyncio.gather(producer, return_exceptions=True)
-        if on_close is not None:
-            try:
-                await on_close()
-            except Exception:
-                logger.exception("Closing the stream failed")
 
 
 _WAKE = object()

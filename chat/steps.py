@@ -1,4 +1,5 @@
-"""The step loop: call the model, run the tools it asks for, call it again, until done."""
+"""The step loop: call the model, run the tools it asks for, call it again, until done; a
+provider that fails before the step's first content is replaced by the next candidate."""
 
 import asyncio
 import contextlib
@@ -12,14 +13,16 @@ from typing import Any
 
 import orjson
 
-from agents.catalog import known_model_ids
 from agents.tools import Tool, ToolError
 from chat import protocol as p
 from chat.messages import OpenAIMessage, compact_json
+from chat.routing import Attempts, Opened, Router
 from chat.translate import BlockIds, ToolCall, Translator, Usage
-from chat.upstream import Route, UpstreamStream, open_stream
+from chat.upstream import UpstreamFailure, cut_off, empty, stalled
+from chat.watch import Watch
 from mamba_site import metrics
 from mamba_site.errors import ApiError
+from mamba_site.providers import ModelRoute
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +39,14 @@ def new_message_id() -> str:
 
 def error_text(error: BaseException) -> str:
     """What the client may read about an error that ended a stream; the rest goes to the log."""
-    if isinstance(error, ApiError):
-        return error.detail
     if isinstance(error, p.StreamInterrupted):
         logger.warning("Stream ended by the server's shutdown")
         return INTERRUPTED_TEXT
     if isinstance(error, p.StreamTimeout):
         logger.warning("Stream ended by a timeout")
         return TIMEOUT_TEXT
+    if isinstance(error, ApiError):
+        return error.detail
     logger.error("Stream failed", exc_info=error)
     return INTERNAL_ERROR_TEXT
 
@@ -52,7 +55,7 @@ def error_text(error: BaseException) -> str:
 class ChatPlan:
     """Everything the stream needs, resolved and validated before the response starts."""
 
-    route: Route
+    route: ModelRoute
     agent: str
     messages: list[OpenAIMessage]
     tools: Sequence[Tool]
@@ -70,19 +73,41 @@ class ChatPlan:
         return params
 
 
-async def start(plan: ChatPlan) -> "ChatRun":
-    """Open the first model call, so that its failure is still an HTTP error, not a stream."""
-    return ChatRun(plan, await open_stream(plan.route, plan.request_params()))
+@dataclass(frozen=True, slots=True)
+class StepPolicy:
+    """How a step meets a failing provider: the deadline to open another one, how long the
+    provider may be silent, and whether a step that already showed content may be replayed
+    on another target (`reset-step`, for clients from `ai` 7.0.70)."""
+
+    first_byte_seconds: float
+    idle_seconds: float
+    replay: bool = False
 
 
-class ChatRun:
-    def __init__(self, plan: ChatPlan, first: UpstreamStream) -> None:
+class StepLoop:
+    """The model calls and tool runs of one chat message, as protocol events."""
+
+    def __init__(
+        self,
+        plan: ChatPlan,
+        router: Router,
+        policy: StepPolicy,
+        first: Opened,
+        attempts: Attempts,
+    ) -> None:
         self.plan = plan
-        self._first: UpstreamStream | None = first
+        self.router = router
+        self.policy = policy
+        self.served: Opened = first
+        # The first step's upstream, opened before the response started, and what opening it
+        # tried (a failover within that step does not go back to a target that failed).
+        self._first: Opened | None = first
+        self._first_attempts: Attempts | None = attempts
         self._tools = {tool.name: tool for tool in plan.tools}
         self.usage = Usage()
         self.first_token_at: float | None = None
         self.steps = 0
+        self.replays = 0
         self.finish_reason: p.FinishReason | None = None
         self.outcome = "running"
 
@@ -108,44 +133,115 @@ class ChatRun:
         except asyncio.CancelledError as cancel:
             outcome = _cancel_outcome(cancel)
             raise
+        except ApiError as error:
+            outcome = "timed out" if error.status == 504 else "error"
+            raise
         finally:
             metrics.active_streams.dec()
             self.outcome = outcome
-            self._record(outcome)
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close a first upstream that no step has taken (the client left before reading)."""
+        first, self._first = self._first, None
+        if first is not None:
+            await first.stream.aclose()
 
     async def _step(self, ids: BlockIds) -> AsyncGenerator[Any, None]:
         """One model call and its tool calls; ends with `_CALL_AGAIN` when the model should
         see the tools' results in another step."""
-        plan = self.plan
-        upstream = self._first or await open_stream(plan.route, plan.request_params())
+        self.steps += 1
+        yield p.StartStep()
+        attempts, self._first_attempts = self._first_attempts, None
+        opened = self._first or await self._open(self.router.attempts(self.plan.route))
         self._first = None
-        translator = Translator(ids=ids)
-        try:  # the upstream is closed however this generator ends, at any of its yields
-            self.steps += 1
-            yield p.StartStep()
-            async for chunk in upstream.chunks():
-                for event in translator.feed(chunk):
-                    yield event
-                if self.first_token_at is None and translator.produced:
-                    self.first_token_at = time.perf_counter()
-        finally:
-            await upstream.aclose()
-        for event in translator.close():
-            yield event
+        while True:
+            translator = Translator(ids=ids)
+            try:
+                async with contextlib.aclosing(self._read(opened, translator)) as read:
+                    async for event in read:
+                        yield event
+                break
+            except UpstreamFailure as failure:
+                self.router.failed(opened.target, failure)
+                shown = translator.produced
+                if shown and not self.policy.replay:
+                    raise self._ended_by(failure) from None
+                if attempts is None:
+                    attempts = self.router.attempts(self.plan.route)
+                attempts.exclude(opened.target)
+                attempts.last = failure
+                try:
+                    opened = await self._open(attempts)
+                except ApiError:
+                    # Counted by the router; the client reads what went wrong first.
+                    raise failure.error from None
+                if shown:
+                    self.replays += 1
+                    logger.warning("Step %s replayed on %s", self.steps, opened.target.label)
+                    yield p.ResetStep()
+        self.served = opened
         if translator.usage:
             self.usage.add(translator.usage)
         self.finish_reason = translator.finish_reason or "other"
         calls = [call for call in translator.tool_calls if call.started]
         results: list[OpenAIMessage] = []
         for call in calls:
-            events, result = await self._run_tool(call)
-            for event in events:
+            tool_events, result = await self._run_tool(call)
+            for event in tool_events:
                 yield event
             results.append(result)
         yield p.FinishStep()
-        if calls and self.steps < plan.max_steps:
+        if calls and self.steps < self.plan.max_steps:
+            plan = self.plan
             plan.messages = [*plan.messages, _assistant_turn(translator, calls), *results]
             yield _CALL_AGAIN
+
+    async def _open(self, attempts: Attempts) -> Opened:
+        deadline = time.monotonic() + self.policy.first_byte_seconds
+        return await self.router.open_stream(
+            attempts, self.plan.request_params(), deadline=deadline
+        )
+
+    async def _read(self, opened: Opened, translator: Translator) -> AsyncGenerator[p.Event, None]:
+        """The step's events from one upstream, which is closed however this ends; raises
+        `UpstreamFailure` for a reply that stalls, breaks, or ends cut off or empty."""
+        started = time.perf_counter()
+        first_token: float | None = None
+        stream = opened.stream
+        try:
+            async with Watch(self.policy.idle_seconds) as watch:
+                async for chunk in stream.chunks():
+                    events = translator.feed(chunk)
+                    if not events:
+                        watch.touch()
+                        continue
+                    if first_token is None:
+                        first_token = time.perf_counter() - started
+                        if self.first_token_at is None:
+                            self.first_token_at = time.perf_counter()
+                    watch.pause()
+                    for event in events:
+                        yield event
+                    watch.resume()
+            if watch.expired:
+                logger.warning("Stream ended by a timeout: %s went silent", opened.target.label)
+                raise stalled()
+        finally:
+            await stream.aclose()
+        if translator.finish_reason is None:
+            # A finish reason or [DONE] says the reply is whole; without either it was cut.
+            if not translator.produced:
+                raise empty() if stream.done else cut_off()
+            if not stream.done:
+                raise cut_off()
+        for event in translator.close():
+            yield event
+        self.router.succeeded(opened.target, first_token_seconds=first_token)
+
+    def _ended_by(self, failure: UpstreamFailure) -> ApiError:
+        metrics.upstream_errors.labels(str(failure.error.code)).inc()
+        return failure.error
 
     async def _run_tool(self, call: ToolCall) -> tuple[list[p.Event], OpenAIMessage]:
         """Validate and run one tool call: its events, and the `tool` message for the model."""
@@ -201,7 +297,9 @@ class ChatRun:
             timings["timeToFirstTokenMs"] = round((self.first_token_at - self.plan.started) * 1000)
         usage = self.usage
         return {
-            "model": self.plan.route.label,
+            "model": self.served.model,
+            "provider": self.served.target.provider,
+            "providerModel": self.served.target.model,
             "agent": self.plan.agent,
             "steps": self.steps,
             "usage": {
@@ -213,42 +311,6 @@ class ChatRun:
             },
             "timings": timings,
         }
-
-    def _record(self, outcome: str) -> None:
-        """The stream's metrics and its log line."""
-        plan, usage = self.plan, self.usage
-        # Model names come from clients: only the catalog's become label values.
-        model = plan.route.label if plan.route.label in known_model_ids() else "other"
-        if self.first_token_at is not None:
-            ttft = self.first_token_at - plan.started
-            metrics.time_to_first_token.labels(model, plan.agent).observe(ttft)
-        elapsed = time.perf_counter() - plan.started
-        metrics.stream_duration.labels(model, plan.agent, outcome).observe(elapsed)
-        metrics.tokens.labels(model, plan.agent, "input").inc(usage.input_tokens)
-        metrics.tokens.labels(model, plan.agent, "output").inc(usage.output_tokens)
-        meta = self.metadata()
-        logger.info(
-            "chat %s: model=%s agent=%s steps=%s finish=%s input_tokens=%s output_tokens=%s "
-            "ttft_ms=%s total_ms=%s",
-            outcome,
-            meta["model"],
-            meta["agent"],
-            self.steps,
-            self.finish_reason or "-",
-            self.usage.input_tokens,
-            self.usage.output_tokens,
-            meta["timings"].get("timeToFirstTokenMs", "-"),
-            meta["timings"]["totalMs"],
-            extra={
-                "model": meta["model"],
-                "agent": meta["agent"],
-                "outcome": outcome,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "ttft_ms": meta["timings"].get("timeToFirstTokenMs"),
-                "total_ms": meta["timings"]["totalMs"],
-            },
-        )
 
 
 _CALL_AGAIN = object()

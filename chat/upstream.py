@@ -1,237 +1,299 @@
-"""The only user of the `openai` SDK: clients, streamed completions and error translation."""
+"""The only user of the `openai` SDK: one client per provider, streamed and plain completions,
+and every way a provider can fail, as an `UpstreamFailure` that says what to do next."""
 
-import asyncio
 import logging
 import re
 import weakref
 from asyncio import AbstractEventLoop, get_running_loop
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import httpx
 import openai
 import orjson
-from django.conf import settings
 
 from chat import mock
-from mamba_site import metrics
 from mamba_site.errors import (
     ApiError,
     InvalidRequest,
     ModelNotFound,
     ProviderError,
-    ProviderNotConfigured,
     RateLimited,
     ServiceUnavailable,
     UpstreamTimeout,
 )
+from mamba_site.providers import MOCK_PROVIDER, Provider
 
 logger = logging.getLogger(__name__)
 
-MOCK_MODEL = mock.MODEL
-OPENAI_PREFIX = "openai/"
 DRAIN_LINES = 8
+# A non-stream answer is read this far to be closed cleanly; its content is never shown.
+MAX_ERROR_BODY_BYTES = 64 * 1024
 _SAFE_CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
-# One client (and so one connection pool) per provider per event loop: daphne runs one loop,
-# tests run many, and an httpx pool must not outlive the loop it was made on.
-_clients: weakref.WeakKeyDictionary[AbstractEventLoop, dict[str, openai.AsyncOpenAI]] = (
-    weakref.WeakKeyDictionary()
-)
+MALFORMED_TEXT = "The model provider sent a malformed reply."
+CUT_OFF_TEXT = "The model provider's reply was cut off."
+EMPTY_TEXT = "The model provider sent an empty reply."
+NOT_A_STREAM_TEXT = "The model provider's reply was not a stream."
+BROKEN_TEXT = "The connection to the model provider broke during the reply."
+ERROR_EVENT_TEXT = "The model provider reported an error during the reply."
+STALLED_TEXT = "The model took too long to answer."
 
 
-def reset_clients() -> None:
-    _clients.clear()
+class Next(Enum):
+    """What a failure means for the request: try again (here or elsewhere), give up on this
+    provider (its credentials are wrong), or answer the client (the request is at fault)."""
+
+    RETRY = "retry"
+    SKIP_PROVIDER = "skip provider"
+    ANSWER = "answer"
+
+
+class UpstreamFailure(Exception):
+    """A provider failed. `kind` names the way (for metrics and logs), `error` is what the client
+    sees if nothing else can serve it."""
+
+    def __init__(
+        self,
+        kind: str,
+        error: ApiError,
+        *,
+        next_step: Next = Next.RETRY,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.error = error
+        self.next_step = next_step
+        self.retry_after = retry_after
+
+
+def malformed() -> UpstreamFailure:
+    return UpstreamFailure("malformed", ProviderError(MALFORMED_TEXT))
+
+
+def cut_off() -> UpstreamFailure:
+    return UpstreamFailure("truncated", ProviderError(CUT_OFF_TEXT))
+
+
+def empty() -> UpstreamFailure:
+    return UpstreamFailure("empty", ProviderError(EMPTY_TEXT))
+
+
+def stalled() -> UpstreamFailure:
+    return UpstreamFailure("stalled", UpstreamTimeout(STALLED_TEXT))
+
+
+class Clients:
+    """One `AsyncOpenAI` (and so one connection pool) per provider per event loop: daphne runs
+    one loop, tests run many, and an httpx pool must not outlive the loop it was made on.
+    One `Clients` serves one providers configuration (a new configuration, new clients)."""
+
+    def __init__(self) -> None:
+        self._per_loop: weakref.WeakKeyDictionary[
+            AbstractEventLoop, dict[str, openai.AsyncOpenAI]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, provider: Provider) -> openai.AsyncOpenAI:
+        clients = self._per_loop.setdefault(get_running_loop(), {})
+        client = clients.get(provider.name)
+        if client is None:
+            client = clients[provider.name] = _build_client(provider)
+        return client
 
 
 # The openai SDK annotates `http_client` and `timeout` with httpx2's types only, but accepts
 # httpx's too (openai/_httpx2.py: is_legacy_httpx_async_client, normalize_httpx_timeout); the
 # client stays on httpx, which the mock transport and respx (tests) are written for.
-def _build_client(provider: str) -> openai.AsyncOpenAI:
-    timeout = httpx.Timeout(
-        settings.OPENAI_TIMEOUT_SECONDS, connect=settings.OPENAI_CONNECT_TIMEOUT_SECONDS
-    )
+def _build_client(provider: Provider) -> openai.AsyncOpenAI:
+    timeout = httpx.Timeout(provider.timeout_seconds, connect=provider.connect_timeout_seconds)
     limits = httpx.Limits(
-        max_connections=settings.OPENAI_MAX_CONNECTIONS,
-        max_keepalive_connections=settings.OPENAI_MAX_CONNECTIONS,
+        max_connections=provider.max_connections,
+        max_keepalive_connections=provider.max_connections,
     )
-    if provider == "mock":
-        http_client = httpx.AsyncClient(transport=mock.MockTransport(), timeout=timeout)
-        return openai.AsyncOpenAI(
-            api_key="mock",
-            base_url=mock.BASE_URL,
-            http_client=http_client,  # type: ignore[arg-type]
-            max_retries=0,
-        )
-    http_client = httpx.AsyncClient(timeout=timeout, limits=limits)
+    transport = mock.MockTransport() if provider.name == MOCK_PROVIDER else None
+    http_client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
     return openai.AsyncOpenAI(
-        api_key=settings.OPENAI_API_KEY,
-        base_url=settings.OPENAI_BASE_URL,
+        api_key=provider.api_key,
+        base_url=provider.base_url,
         http_client=http_client,  # type: ignore[arg-type]
-        max_retries=settings.OPENAI_MAX_RETRIES,
+        # Mamba owns the retry loop (chat/routing.py): across providers, within one deadline.
+        max_retries=0,
         timeout=timeout,  # type: ignore[arg-type]
+        default_headers=dict(provider.headers),
     )
-
-
-def client_for(provider: str) -> openai.AsyncOpenAI:
-    per_loop = _clients.setdefault(get_running_loop(), {})
-    client = per_loop.get(provider)
-    if client is None:
-        client = per_loop[provider] = _build_client(provider)
-    return client
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a request goes: the provider and the model name the provider knows."""
-
-    provider: str
-    model: str
-
-    @property
-    def label(self) -> str:
-        return MOCK_MODEL if self.provider == "mock" else self.model
-
-
-def route(model: str) -> Route:
-    """Resolve a client's model name; raises `ApiError` when it cannot be served."""
-    model = model.removeprefix(OPENAI_PREFIX)
-    mock_enabled = settings.MOCK_MODEL_ENABLED
-    if model == MOCK_MODEL:
-        if not mock_enabled:
-            raise ModelNotFound(f"Model {model!r} is not available: the offline model is disabled.")
-        return Route("mock", model)
-    if not settings.OPENAI_API_KEY:
-        if mock_enabled:
-            # Development without a key: every model answers offline, and says so.
-            return Route("mock", model)
-        raise ProviderNotConfigured()
-    allowed = settings.MODELS_ALLOWED
-    if allowed and model not in allowed:
-        raise ModelNotFound(f"Model {model!r} is not available. Available: {', '.join(allowed)}.")
-    return Route("openai", model)
 
 
 class UpstreamStream:
-    """An open streamed completion; `chunks()` yields each event's JSON as a dict."""
+    """An open streamed completion; `chunks()` yields each event's JSON object.
+
+    `done` tells whether the provider ended with `[DONE]`: a stream that ends without it and
+    without a finish reason was cut off (the step loop decides, it sees the finish reason)."""
+
+    __slots__ = ("_response", "done")
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
+        self.done = False
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         # Raw lines + orjson: the SDK's per-chunk pydantic parsing costs more than the proxy.
-        done = 0
+        after_done = 0
         try:
             async for line in self._response.aiter_lines():
-                if done:
+                if self.done:
                     # Read the body to its end, so the connection goes back to the pool; a
                     # server that keeps talking after [DONE] only costs that connection.
-                    done += 1
-                    if done > DRAIN_LINES:
+                    after_done += 1
+                    if after_done > DRAIN_LINES:
                         return
                     continue
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    done = 1
+                    self.done = True
                     continue
                 chunk = orjson.loads(data)
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    logger.warning("Upstream sent an error event: %s", _error_code(chunk))
-                    metrics.upstream_errors.labels(str(ProviderError.code)).inc()
-                    raise ProviderError("The model provider reported an error during the reply.")
+                if not isinstance(chunk, dict):
+                    logger.warning("Upstream sent an event that is not a JSON object")
+                    raise malformed()
+                if chunk.get("error"):
+                    logger.warning("Upstream sent an error event: %s", error_code(chunk))
+                    raise UpstreamFailure("error_event", ProviderError(ERROR_EVENT_TEXT))
                 yield chunk
-        except (httpx.TransportError, openai.APIConnectionError) as error:
-            if isinstance(error, httpx.TimeoutException | openai.APITimeoutError):
-                raise translate_error(error) from error
-            logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
-            metrics.upstream_errors.labels(str(ProviderError.code)).inc()
-            raise ProviderError(
-                "The connection to the model provider broke during the reply."
-            ) from error
-        except (httpx.HTTPError, openai.APIError) as error:
-            raise translate_error(error) from error
-        except orjson.JSONDecodeError as error:
+        except orjson.JSONDecodeError:
             logger.warning("Upstream sent an event that is not JSON")
-            raise ProviderError("The model provider sent a malformed reply.") from error
+            raise malformed() from None
+        except (httpx.HTTPError, openai.APIError) as error:
+            if isinstance(error, httpx.TimeoutException | openai.APITimeoutError):
+                raise UpstreamFailure("timeout", UpstreamTimeout()) from error
+            logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
+            raise UpstreamFailure("broken", ProviderError(BROKEN_TEXT)) from error
 
     async def aclose(self) -> None:
         await self._response.aclose()
 
 
-async def open_stream(route: Route, params: dict[str, Any]) -> UpstreamStream:
-    """Start a streamed completion; raises `ApiError` for failures before the first byte.
+async def open_stream(
+    client: openai.AsyncOpenAI, *, model: str, body: dict[str, Any]
+) -> UpstreamStream:
+    """Start a streamed completion; raises `UpstreamFailure` before the first byte of content.
 
     The body goes out as built: the SDK's typed `create()` re-walks every message and tool
     schema on each request, which was half the cost of opening a stream. `post()` keeps the
-    SDK's authentication, retries and errors.
+    SDK's authentication and errors.
     """
-    client = client_for(route.provider)
-    body: dict[str, Any] = {"model": route.model, "stream": True, **params}
-    if settings.OPENAI_STREAM_USAGE:
-        body["stream_options"] = {"include_usage": True}
     try:
         response = await client.post(
             "/chat/completions", cast_to=httpx.Response, body=body, stream=True
         )
     except (openai.APIError, httpx.HTTPError) as error:
-        raise translate_error(error, model=route.label) from error
+        raise failure_of(error, model=model) from error
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("text/event-stream"):
+        await _discard(response)
+        logger.warning("Upstream answered 200 with %s instead of a stream", content_type[:40])
+        raise UpstreamFailure("not_sse", ProviderError(NOT_A_STREAM_TEXT))
     return UpstreamStream(response)
 
 
-async def complete_text(route: Route, params: dict[str, Any], *, time_limit: float) -> str:
-    """A short, non-streamed completion (titles); raises `ApiError` on any failure."""
-    client = client_for(route.provider).with_options(timeout=time_limit, max_retries=0)
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: dict[str, Any]
+
+
+async def complete(client: openai.AsyncOpenAI, *, model: str, body: dict[str, Any]) -> Completion:
+    """A short, non-streamed completion (titles); raises `UpstreamFailure`."""
     try:
-        async with asyncio.timeout(time_limit):
-            completion = await client.chat.completions.create(model=route.model, **params)
-    except TimeoutError:
-        raise UpstreamTimeout() from None
+        response = await client.post(
+            "/chat/completions", cast_to=httpx.Response, body=body, stream=True
+        )
     except (openai.APIError, httpx.HTTPError) as error:
-        raise translate_error(error, model=route.label) from error
-    if not completion.choices:
-        return ""
-    return completion.choices[0].message.content or ""
+        raise failure_of(error, model=model) from error
+    try:
+        raw = await _read_limited(response, MAX_ERROR_BODY_BYTES)
+    except httpx.HTTPError as error:
+        raise UpstreamFailure("broken", ProviderError(BROKEN_TEXT)) from error
+    finally:
+        await response.aclose()
+    try:
+        completion = orjson.loads(raw)
+        content = completion["choices"][0]["message"].get("content") or ""
+        usage = completion.get("usage") or {}
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        logger.warning("Upstream sent a completion that is not one")
+        raise malformed() from None
+    if not isinstance(content, str) or not isinstance(usage, dict):
+        raise malformed()
+    return Completion(content, usage)
 
 
-def translate_error(error: Exception, *, model: str = "") -> ApiError:
-    """Our error for a provider failure: a safe message, never the provider's body."""
-    translated = _translate_error(error, model=model)
-    metrics.upstream_errors.labels(str(translated.code)).inc()
-    return translated
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    body = b""
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) > limit:
+            raise malformed()
+    return body
 
 
-def _translate_error(error: Exception, *, model: str) -> ApiError:
+async def _discard(response: httpx.Response) -> None:
+    try:
+        await _read_limited(response, MAX_ERROR_BODY_BYTES)
+    except (httpx.HTTPError, UpstreamFailure):
+        pass
+    finally:
+        await response.aclose()
+
+
+def failure_of(error: Exception, *, model: str) -> UpstreamFailure:
+    """Our failure for an SDK or HTTP error: a safe message, never the provider's body."""
     if isinstance(error, openai.APITimeoutError | httpx.TimeoutException):
         logger.warning("Upstream timed out: %s", type(error).__name__)
-        return UpstreamTimeout()
+        return UpstreamFailure("timeout", UpstreamTimeout())
     if isinstance(error, openai.APIConnectionError | httpx.TransportError):
         logger.warning("Upstream unreachable: %s", type(error).__name__)
-        return ServiceUnavailable("The model provider is unreachable.")
+        return UpstreamFailure("connect", ServiceUnavailable("The model provider is unreachable."))
     if not isinstance(error, openai.APIStatusError):
         logger.warning("Upstream failed: %s", type(error).__name__)
-        return ProviderError()
-    status, code = error.status_code, _error_code(error.body)
+        return UpstreamFailure("failed", ProviderError())
+    status, code = error.status_code, error_code(error.body)
     logger.warning("Upstream answered %s (%s)", status, code or "no code")
+    kind = f"status_{status}"
     if status == 404 or code == "model_not_found":
-        return ModelNotFound(f"Model {model!r} is not available from the provider.")
+        error_ = ModelNotFound(f"Model {model!r} is not available from the provider.")
+        return UpstreamFailure(kind, error_, next_step=Next.ANSWER)
     if status in (401, 403):
-        return ProviderError("The model provider refused the gateway's credentials.")
+        refused = ProviderError("The model provider refused the gateway's credentials.")
+        return UpstreamFailure(kind, refused, next_step=Next.SKIP_PROVIDER)
     if status == 429:
-        retry_after = error.response.headers.get("retry-after", "")
-        headers = {"Retry-After": retry_after} if retry_after.isdigit() else {}
-        return RateLimited("The model provider is rate limiting requests.", headers=headers)
+        retry_after = _seconds(error.response.headers.get("retry-after", ""))
+        headers = {"Retry-After": str(round(retry_after))} if retry_after is not None else {}
+        limited = RateLimited("The model provider is rate limiting requests.", headers=headers)
+        return UpstreamFailure(kind, limited, retry_after=retry_after)
     if status in (400, 413, 422):
         reason = f" ({code})" if code else ""
-        return InvalidRequest(f"The model provider rejected the request{reason}.")
+        rejected = InvalidRequest(f"The model provider rejected the request{reason}.")
+        return UpstreamFailure(kind, rejected, next_step=Next.ANSWER)
     if status == 503:
-        return ServiceUnavailable()
-    return ProviderError()
+        return UpstreamFailure(kind, ServiceUnavailable())
+    return UpstreamFailure(kind, ProviderError())
 
 
-def _error_code(body: Any) -> str:
+def _seconds(value: str) -> float | None:
+    """`Retry-After` in seconds (the delta form; an HTTP date is not worth waiting for)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86400 else None
+
+
+def error_code(body: Any) -> str:
     """The provider's error code when it is a plain identifier (safe to show and log)."""
     if isinstance(body, dict):
         body = body.get("error", body)

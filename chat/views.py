@@ -1,25 +1,27 @@
 """The chat API: /chat, /title/generate, /models, /openapi.json."""
 
 import logging
-from functools import partial
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from agents.catalog import model_catalog
 from agents.selectors import agent_get, agent_list
-from chat import protocol, steps, upstream
-from chat.accounting import principal_of, stream_admit
+from chat import protocol
+from chat.accounting import request_principal
 from chat.openapi import openapi_document
 from chat.plans import plan_chat
+from chat.routing import OPENAI_PREFIX, routers
 from chat.schemas import ChatRequest, TitleRequest
-from chat.titles import SYSTEM_PROMPT, clean_title, conversation_text
+from chat.steps import StepPolicy
+from chat.streams import ChatStream
+from chat.titles import conversation_text, title_generate
 from mamba_site import lifecycle
 from mamba_site.auth import Principal
 from mamba_site.bodies import parse_body
-from mamba_site.errors import ApiError, Forbidden, allow_methods, json_errors
+from mamba_site.errors import Forbidden, allow_methods, json_errors
+from mamba_site.providers import model_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +47,20 @@ async def playground_chat(request: HttpRequest) -> HttpResponseBase:
 
 async def _chat(request: HttpRequest) -> HttpResponseBase:
     body = parse_body(request, ChatRequest)
-    principal = principal_of(request)
+    principal = request_principal(request)
     agent = await agent_get(slug=body.agent)
-    plan = plan_chat(body=body, agent=agent, principal=principal)
-    close = await stream_admit(principal)
-    try:
-        run = await steps.start(plan)
-    except BaseException:
-        await close(None)
-        raise
-    events = protocol.stream(
-        run.events(),
+    router = routers.get()
+    plan = plan_chat(body=body, agent=agent, principal=principal, router=router)
+    chat = ChatStream(
+        plan=plan,
+        principal=principal,
+        router=router,
+        policy=step_policy(request),
         limits=stream_limits(),
-        message_id=plan.message_id,
-        safe_error=steps.error_text,
-        on_close=partial(close, run),
         drain_deadline=lifecycle.drain_deadline,
     )
-    return StreamingHttpResponse(
-        events, content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS
-    )
+    await chat.start()
+    return chat.response()
 
 
 @allow_methods("GET")
@@ -74,10 +70,24 @@ async def chat_resume(request: HttpRequest, chat_id: str) -> HttpResponseBase:
 
 
 def stream_limits() -> protocol.StreamLimits:
+    # The step loop watches the provider's silence (CHAT_IDLE_TIMEOUT_SECONDS); the stream's
+    # own idle limit is a backstop that also covers a server tool's run.
+    backstop = settings.CHAT_IDLE_TIMEOUT_SECONDS + settings.TOOLS_TIMEOUT_SECONDS + 5
     return protocol.StreamLimits(
         keepalive_seconds=settings.CHAT_KEEPALIVE_SECONDS,
-        idle_timeout_seconds=settings.CHAT_IDLE_TIMEOUT_SECONDS,
+        idle_timeout_seconds=backstop,
         total_timeout_seconds=settings.CHAT_TOTAL_TIMEOUT_SECONDS,
+    )
+
+
+def step_policy(request: HttpRequest) -> StepPolicy:
+    replay = settings.CHAT_REPLAY_STEP and protocol.accepts_reset_step(
+        request.headers.get("User-Agent", "")
+    )
+    return StepPolicy(
+        first_byte_seconds=settings.CHAT_FIRST_BYTE_TIMEOUT_SECONDS,
+        idle_seconds=settings.CHAT_IDLE_TIMEOUT_SECONDS,
+        replay=replay,
     )
 
 
@@ -86,25 +96,17 @@ def stream_limits() -> protocol.StreamLimits:
 @json_errors
 async def generate_title(request: HttpRequest) -> HttpResponseBase:
     body = parse_body(request, TitleRequest)
-    if body.model:
-        principal_of(request).check_model(body.model.removeprefix(upstream.OPENAI_PREFIX))
-    text = conversation_text(user_message=body.user_message, messages=body.messages)
-    params = {
-        "messages": [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": text},
-        ],
-        settings.OPENAI_MAX_TOKENS_PARAM: 32,
-    }
-    try:
-        target = upstream.route(body.model or settings.TITLE_MODEL)
-        time_limit = settings.TITLE_TIMEOUT_MS / 1000
-        raw = await upstream.complete_text(target, params, time_limit=time_limit)
-    except ApiError as error:
-        # The frontend has its own fallback title; a failure here must not become an error.
-        logger.warning("Title generation failed: %s", error.code)
-        return JsonResponse({"title": "", "useFallback": True})
-    title = clean_title(raw, max_length=settings.TITLE_MAX_LENGTH)
+    principal = request_principal(request)
+    if body.model:  # a model the client names must be one it may use; the default need not
+        principal.check_model(body.model.removeprefix(OPENAI_PREFIX))
+    title = await title_generate(
+        text=conversation_text(user_message=body.user_message, messages=body.messages),
+        model=(body.model or settings.TITLE_MODEL).removeprefix(OPENAI_PREFIX),
+        principal=principal,
+        router=routers.get(),
+        seconds=settings.TITLE_TIMEOUT_MS / 1000,
+        max_length=settings.TITLE_MAX_LENGTH,
+    )
     return JsonResponse({"title": title, "useFallback": not title})
 
 
@@ -112,7 +114,7 @@ async def generate_title(request: HttpRequest) -> HttpResponseBase:
 @json_errors
 async def models(request: HttpRequest) -> HttpResponseBase:
     """The catalog and the enabled agents, as far as the caller's scopes allow."""
-    principal = principal_of(request)
+    principal = request_principal(request)
     agents = [
         {"slug": a.slug, "name": a.name, "description": a.description, "tools": list(a.tools)}
         for a in await agent_list()

@@ -1,6 +1,7 @@
 """App config of the project package: checks, and the API key cache's invalidation."""
 
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save
 
 
@@ -12,6 +13,9 @@ class MambaSiteConfig(AppConfig):
         from mamba_site import checks  # noqa: F401  (registers the system checks)
         from mamba_site.auth import api_keys_invalidate
         from mamba_site.models import ApiKey
+        from mamba_site.providers import providers
+
+        setting_changed.connect(providers.setting_changed, dispatch_uid="providers_settings")
 
         post_save.connect(api_keys_invalidate, sender=ApiKey, dispatch_uid="api_keys_save")
         post_delete.connect(api_keys_invalidate, sender=ApiKey, dispatch_uid="api_keys_delete")

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from mamba_site.providers import ProvidersConfigError, providers
+
 logger = logging.getLogger("mamba.startup")
 
 TAG = "mamba"
@@ -14,7 +16,7 @@ TAG = "mamba"
 
 @checks.register(TAG)
 def check_upstream_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if settings.OPENAI_API_KEY:
+    if settings.OPENAI_API_KEY or settings.PROVIDERS_FILE:
         return []
     if settings.MOCK_MODEL_ENABLED:
         return [
@@ -95,6 +97,22 @@ def check_max_tokens_param(app_configs: Any = None, **kwargs: Any) -> list[check
             id="mamba.E004",
         )
     ]
+
+
+@checks.register(TAG)
+def check_providers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The providers file, read and validated as requests will use it."""
+    try:
+        providers.load()
+    except ProvidersConfigError as error:
+        return [
+            checks.Error(
+                str(error),
+                hint='See the README\'s "Providers, routing and fallbacks" for the format.',
+                id="mamba.E005",
+            )
+        ]
+    return []
 
 
 def log_startup_warnings() -> None:

@@ -36,3 +36,20 @@ rate_limit_rejections = Counter(
     "mamba_rate_limit_rejections_total", "Requests refused by a limit.", ("limit",)
 )
 auth_failures = Counter("mamba_auth_failures_total", "Failed authentications.", ("reason",))
+upstream_requests = Counter(
+    "mamba_upstream_requests_total", "Attempts to open a model call, by provider and target.",
+    ("provider", "target"),
+)  # fmt: skip
+upstream_failures = Counter(
+    "mamba_upstream_failures_total",
+    "Failed model calls by provider, target and kind (status_429, timeout, truncated, ...).",
+    ("provider", "target", "kind"),
+)
+upstream_first_token = Histogram(
+    "mamba_upstream_first_token_seconds", "From opening a model call to its first content.",
+    ("provider", "target"), buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+upstream_cooldowns = Counter(
+    "mamba_upstream_cooldowns_total", "Times a target was taken out of rotation.",
+    ("provider", "target"),
+)  # fmt: skip

@@ -161,12 +161,22 @@ AUTH_JWT_TOKENS_PER_DAY = _int_or_none(env.str("AUTH__JWT__TOKENS_PER_DAY", defa
 RATE_LIMIT_WINDOW_SECONDS = 60
 
 
+# Providers and model routes: a TOML file (a Kubernetes ConfigMap) naming several
+# OpenAI-compatible providers, the targets of each model name and their fallbacks; see the
+# README. Without it, the MAMBA_OPENAI__* settings below are one provider named "openai".
+PROVIDERS_FILE = env.str("PROVIDERS_FILE", default="")
+
 # The upstream: any OpenAI-compatible Chat Completions API.
 OPENAI_API_KEY = env.str("OPENAI__API_KEY", default="") or os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env.str("OPENAI__BASE_URL", default="https://api.openai.com/v1")
 OPENAI_DEFAULT_MODEL = env.str("OPENAI__DEFAULT_MODEL", default="gpt-4o")
 OPENAI_TIMEOUT_SECONDS = env.float("OPENAI__TIMEOUT_SECONDS", default=60.0)
 OPENAI_CONNECT_TIMEOUT_SECONDS = env.float("OPENAI__CONNECT_TIMEOUT_SECONDS", default=10.0)
+# How long one attempt may wait for the provider to start answering (the chat's first-byte
+# deadline bounds all attempts together).
+OPENAI_FIRST_BYTE_TIMEOUT_SECONDS = env.float("OPENAI__FIRST_BYTE_TIMEOUT_SECONDS", default=10.0)
+# Retries of the provider before the reply starts (Mamba's loop, within the first-byte deadline;
+# the openai SDK's own retries are off).
 OPENAI_MAX_RETRIES = env.int("OPENAI__MAX_RETRIES", default=2)
 OPENAI_MAX_CONNECTIONS = env.int("OPENAI__MAX_CONNECTIONS", default=200)
 # Ask for token usage in the stream (`stream_options.include_usage`); turn off for servers
@@ -194,6 +204,13 @@ CHAT_MAX_BODY_BYTES = env.int("CHAT__MAX_BODY_BYTES", default=8 * 1024 * 1024)
 CHAT_IDLE_TIMEOUT_SECONDS = env.float("CHAT__IDLE_TIMEOUT_SECONDS", default=60.0)
 CHAT_TOTAL_TIMEOUT_SECONDS = env.float("CHAT__TOTAL_TIMEOUT_SECONDS", default=300.0)
 CHAT_KEEPALIVE_SECONDS = env.float("CHAT__KEEPALIVE_SECONDS", default=15.0)
+# Every attempt to open a model call (retries, failover, fallbacks) shares this deadline: the
+# longest a client waits for the response to start, or for a failed step to find a new target.
+CHAT_FIRST_BYTE_TIMEOUT_SECONDS = env.float("CHAT__FIRST_BYTE_TIMEOUT_SECONDS", default=15.0)
+# After content was shown, a provider that fails ends the stream with an error; with this on,
+# Mamba sends `reset-step` and replays the step on the next target. Needs clients on
+# ai >= 7.0.70 (ai 6 rejects the chunk): requests that say they run an older ai never get it.
+CHAT_REPLAY_STEP = env.bool("CHAT__REPLAY_STEP", default=False)
 
 # Request bodies above the chat limit are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY_BYTES

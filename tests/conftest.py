@@ -7,15 +7,15 @@ from django.db import connections
 
 from agents.models import Agent
 from agents.selectors import agents_invalidate
-from chat import upstream
+from chat.routing import routers
 
 
 @pytest.fixture(autouse=True)
-def _fresh_upstream_clients():
-    # Clients are cached per event loop and built from settings; tests change both.
-    upstream.reset_clients()
+def _fresh_router():
+    # The router keeps clients per event loop and each target's health; tests start afresh.
+    routers.clear()
     yield
-    upstream.reset_clients()
+    routers.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -50,6 +50,15 @@ KEYWORDS = (
     "usage-none",  # the echo reply, with no usage chunk even if asked
     "bench",  # bench:<n>: n "token " chunks as fast as possible
 )
+# Faults a test sets with `set_fault()` (or POST /_fake/fault {"fault", "times"}), for chat
+# requests whatever their text: "status:<code>[:<retry-after>]" answers that error;
+# "reset" closes the connection before any byte; "hang" sends nothing; "json200" and "text200"
+# answer 200 with a body that is not a stream; "<kind>:<n>" streams n content chunks, then:
+# "cut" ends the body cleanly without finish_reason or [DONE], "drop" closes the connection,
+# "stall" goes silent, "malformed" sends an event that is not JSON, "notobject" one that is
+# JSON but not an object, "empty" sends [DONE] (with n = 0: an empty reply).
+FAULTS = ("status", "reset", "hang", "json200", "text200", "cut", "drop", "stall")
+FAULTS += ("malformed", "notobject", "empty")
 ARG_PATTERNS = {"slow": r"\d*\.?\d+", "drip": r"\d+", "bench": r"\d+"}
 TOOL_KEYWORDS = ("badargs", "invalid-chart", "chart", "two-tools", "unknown-tool")
 _IRE = "invalid_request_error"
@@ -265,6 +274,8 @@ class FakeUpstream:
         self.reset()
 
     def reset(self) -> None:
+        self.fault: str | None = None  # See FAULTS; None: behave.
+        self.fault_times: int | None = None  # Apply the fault this many times; None: always.
         self.requests: list[Json] = []  # Chat request bodies, in order.
         self.disconnects = 0  # Streams the client abandoned before they were fully written.
         self.completed = 0  # Streams fully written.
@@ -399,6 +410,10 @@ class FakeUpstream:
             elif (method, path) == ("POST", "/_fake/reset"):
                 self.reset()
                 await ex.send_json(200, {})
+            elif (method, path) == ("POST", "/_fake/fault"):
+                settings = json.loads(body or b"{}")
+                self.set_fault(settings.get("fault"), times=settings.get("times"))
+                await ex.send_json(200, {})
             else:
                 message = f"Invalid URL ({method} {path})"
                 await ex.send_json(404, error_body(message, _IRE, "unknown_url"))
@@ -429,6 +444,8 @@ class FakeUpstream:
             )
             retry_after = [("retry-after", "7")] if status == 429 else []
             await ex.send_json(status, error, *retry_after)
+        elif self._take_fault():
+            await self._play_fault(ex, request)
         elif request.get("stream"):
             await self._stream(ex, request)
         else:
@@ -462,6 +479,75 @@ class FakeUpstream:
         except ClientGone:
             if not stream.done:
                 self.disconnects += 1
+
+    def set_fault(self, fault: str | None, *, times: int | None = None) -> None:
+        """Misbehave (see FAULTS) on the next `times` chat requests (None: on every one)."""
+        if fault is not None and fault.split(":")[0] not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        self.fault, self.fault_times = fault, times
+
+    def _take_fault(self) -> bool:
+        if self.fault is None or self.fault_times == 0:
+            return False
+        if self.fault_times is not None:
+            self.fault_times -= 1
+        return True
+
+    async def _play_fault(self, ex: Exchange, request: Json) -> None:
+        assert self.fault is not None
+        name, _, arg = self.fault.partition(":")
+        if name == "status":
+            code, _, retry_after = arg.partition(":")
+            headers = [("retry-after", retry_after)] if retry_after else []
+            error = error_body(f"Fault {code}. {MARKER}", "server_error", None)
+            await ex.send_json(int(code), error, *headers)
+            return
+        if name == "reset":
+            ex.aborted = True
+            ex.writer.transport.abort()  # RST before any response byte
+            return
+        if name == "hang":
+            try:
+                await ex.pause(120)
+            except ClientGone:
+                self.disconnects += 1
+            ex.aborted = True
+            return
+        if name == "json200":  # a plain completion where a stream was asked for
+            await self._complete(ex, request)
+            return
+        if name == "text200":
+            body = f"<html>upstream proxy says hello {MARKER}</html>".encode()
+            headers = [("content-type", "text/html"), ("content-length", str(len(body)))]
+            await ex.send(h11.Response(status_code=200, headers=headers), h11.Data(data=body))
+            await ex.send(h11.EndOfMessage())
+            return
+        completion_id = f"chatcmpl-fault{next(self._ids)}"
+        s = ChunkStream(ex, request, completion_id, self.chunk_delay, self._count_completed)
+        try:
+            await ex.send(h11.Response(status_code=200, headers=SSE_HEADERS))
+            await self._faulty_stream(s, name, int(arg or 0))
+        except ClientGone:
+            self.disconnects += 1
+
+    @staticmethod
+    async def _faulty_stream(s: ChunkStream, name: str, tokens: int) -> None:
+        for _ in range(tokens):
+            await s.content("fault ")
+        match name:
+            case "cut":  # a clean end of the body, without finish_reason or [DONE]
+                await s.ex.send(h11.EndOfMessage())
+            case "drop":  # the TCP connection closes mid-body
+                s.ex.aborted = True
+                s.ex.writer.close()
+            case "stall":
+                await s.ex.pause(120)
+            case "malformed":
+                await s.event("{not json", last=True)
+            case "notobject":
+                await s.event("[1, 2, 3]", last=True)
+            case "empty":
+                await s.event("[DONE]", last=True)
 
     def _count_completed(self) -> None:
         self.completed += 1

@@ -1,5 +1,6 @@
 import asyncio
 import json
+import time
 
 import httpx
 import orjson
@@ -383,15 +384,8 @@ async def test_chat_model_outside_allowlist_is_404(async_client, settings):
     assert response.json()["code"] == "MODEL_NOT_FOUND"
 
 
-@pytest.mark.parametrize("taken", [2, 4])  # at start-step; in the middle of the text
-async def test_chat_closing_the_events_mid_step_closes_the_upstream(respx_mock, main_agent, taken):
-    from agents.selectors import agent_get
-    from chat import steps
-    from chat.plans import plan_chat
-    from chat.schemas import ChatRequest
-    from mamba_site.auth import ANONYMOUS
-
-    closed = []
+def going_quiet(closed):
+    """A 200 stream that sends two chunks, then nothing; its closing is noted in `closed`."""
 
     class Body(httpx.AsyncByteStream):
         async def __aiter__(self):
@@ -403,14 +397,28 @@ async def test_chat_closing_the_events_mid_step_closes_the_upstream(respx_mock, 
         async def aclose(self):
             closed.append(True)
 
-    respx_mock.post(UPSTREAM_URL).mock(
-        return_value=httpx.Response(
-            200, stream=Body(), headers={"content-type": "text/event-stream"}
-        )
-    )
+    return httpx.Response(200, stream=Body(), headers={"content-type": "text/event-stream"})
+
+
+@pytest.mark.parametrize("taken", [2, 4])  # at start-step; in the middle of the text
+async def test_chat_closing_the_events_mid_step_closes_the_upstream(respx_mock, main_agent, taken):
+    from agents.selectors import agent_get
+    from chat import steps
+    from chat.plans import plan_chat
+    from chat.routing import routers
+    from chat.schemas import ChatRequest
+    from mamba_site.auth import ANONYMOUS
+
+    closed = []
+    respx_mock.post(UPSTREAM_URL).mock(return_value=going_quiet(closed))
     body = ChatRequest.model_validate({"messages": [user("hi")]})
-    plan = plan_chat(body=body, agent=await agent_get(slug=None), principal=ANONYMOUS)
-    run = await steps.start(plan)
+    router = routers.get()
+    agent = await agent_get(slug=None)
+    plan = plan_chat(body=body, agent=agent, principal=ANONYMOUS, router=router)
+    attempts = router.attempts(plan.route)
+    first = await router.open_stream(attempts, plan.request_params(), deadline=time.monotonic() + 5)
+    policy = steps.StepPolicy(first_byte_seconds=5, idle_seconds=60)
+    run = steps.StepLoop(plan, router, policy, first, attempts)
     events = run.events()
     received = [await anext(events) for _ in range(taken)]
     assert isinstance(received[0], p.Start)
@@ -418,3 +426,143 @@ async def test_chat_closing_the_events_mid_step_closes_the_upstream(respx_mock, 
     await events.aclose()  # as the stream does when its consumer goes away at a yield
     assert closed == [True]
     assert run.outcome == "error"
+
+
+def sse_without_done(*chunks):
+    return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+
+
+def error_count(code):
+    from mamba_site import metrics
+
+    return metrics.upstream_errors.labels(code)._value.get()
+
+
+def assert_ends_with_error(events, text):
+    assert events[-3:] == [
+        {"type": "error", "errorText": text},
+        {"type": "finish", "finishReason": "error"},
+        "[DONE]",
+    ]
+    opened = {e["id"] for e in events if e != "[DONE]" and e["type"] == "text-start"}
+    closed = {e["id"] for e in events if e != "[DONE]" and e["type"] == "text-end"}
+    assert opened == closed
+    assert types(events).count("start-step") == types(events).count("finish-step")
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        # cut after content: no finish_reason, no [DONE]
+        (
+            sse_without_done(
+                chunk({"role": "assistant", "content": ""}), chunk({"content": "Hal"})
+            ),
+            "The model provider's reply was cut off.",
+        ),
+        # cut before content
+        (sse_without_done(chunk({"role": "assistant"})), "The model provider's reply was cut off."),
+        # nothing at all but [DONE]
+        (b"data: [DONE]\n\n", "The model provider sent an empty reply."),
+        # a chunk that is JSON but not an object
+        (b"data: [1, 2]\n\n", "The model provider sent a malformed reply."),
+        (b'data: "text"\n\n', "The model provider sent a malformed reply."),
+        (b"data: {broken\n\n", "The model provider sent a malformed reply."),
+    ],
+)
+async def test_chat_provider_faults_end_with_a_truthful_error(async_client, respx_mock, body, text):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(body))
+    before = error_count("PROVIDER_ERROR")
+    events = await chat_events(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert_ends_with_error(events, text)
+    assert error_count("PROVIDER_ERROR") == before + 1
+
+
+async def test_chat_finish_reason_without_done_is_a_complete_reply(async_client, respx_mock):
+    body = sse_without_done(chunk({"content": "Hi"}), chunk({}, "stop"))
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(body))
+    events = await chat_events(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert events[-2]["finishReason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, json={"choices": [{"message": {"content": "plain"}}]}),
+        httpx.Response(200, content=b"<html>proxy</html>", headers={"content-type": "text/html"}),
+    ],
+)
+async def test_chat_provider_answer_that_is_not_a_stream_is_502(async_client, respx_mock, response):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=response)
+    before = error_count("PROVIDER_ERROR")
+    reply = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert reply.status_code == 502
+    assert reply.json()["detail"] == "The model provider's reply was not a stream."
+    assert error_count("PROVIDER_ERROR") == before + 1
+
+
+async def test_chat_silent_provider_after_headers_ends_with_timeout(
+    async_client, respx_mock, settings
+):
+    settings.CHAT_IDLE_TIMEOUT_SECONDS = 0.3
+
+    class Silent(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b"data: " + orjson.dumps(chunk({"content": "Hi"})) + b"\n\n"
+            await asyncio.sleep(30)
+            yield b""
+
+    respx_mock.post(UPSTREAM_URL).mock(
+        return_value=httpx.Response(
+            200, stream=Silent(), headers={"content-type": "text/event-stream"}
+        )
+    )
+    events = await chat_events(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert_ends_with_error(events, "The model took too long to answer.")
+
+
+async def test_chat_first_byte_deadline_bounds_retries_after_429(
+    async_client, respx_mock, settings
+):
+    settings.OPENAI_MAX_RETRIES = 5
+    settings.CHAT_FIRST_BYTE_TIMEOUT_SECONDS = 1
+    route = respx_mock.post(UPSTREAM_URL).mock(
+        return_value=httpx.Response(429, headers={"retry-after": "10"}, json={"error": {}})
+    )
+    started = time.monotonic()
+    reply = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert reply.status_code == 429
+    assert reply["Retry-After"] == "10"
+    assert route.call_count == 1  # a Retry-After past the deadline is not waited for
+    assert time.monotonic() - started < 1
+
+
+async def test_chat_retries_transient_failures_within_the_deadline(
+    async_client, respx_mock, settings
+):
+    settings.OPENAI_MAX_RETRIES = 2
+    route = respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            httpx.Response(503, json={"error": {}}),
+            httpx.ConnectError("refused"),
+            streaming(text_reply("Hi")),
+        ]
+    )
+    events = await chat_events(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert events[-2]["finishReason"] == "stop"
+    assert route.call_count == 3
+
+
+async def test_chat_disconnect_before_the_body_is_read_releases_everything(
+    async_client, respx_mock
+):
+    from chat.streams import ChatStream
+
+    closed = []
+    respx_mock.post(UPSTREAM_URL).mock(return_value=going_quiet(closed))
+    response = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    assert isinstance(response._chat, ChatStream)
+    response.close()  # what Django does when the client left before the first byte
+    await asyncio.sleep(0.05)
+    assert closed == [True]
+    assert response._chat.steps.outcome == "disconnected"

@@ -73,6 +73,10 @@ async def test_title_truncates_to_max_length(async_client, respx_mock, settings)
         httpx.Response(500, json={"error": {"message": "SECRET"}}),
         httpx.Response(401, json={"error": {"message": "SECRET"}}),
         httpx.ConnectError("down"),
+        httpx.Response(200, content=b"<html>SECRET</html>", headers={"content-type": "text/html"}),
+        httpx.Response(200, content=b"not json", headers={"content-type": "application/json"}),
+        httpx.Response(200, json={"choices": []}),
+        httpx.Response(200, json=[1, 2]),
     ],
 )
 async def test_title_upstream_failure_is_fallback(async_client, respx_mock, failure):

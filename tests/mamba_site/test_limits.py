@@ -141,3 +141,47 @@ async def test_scopes_allow_their_agent_and_model(
     response = await chat(async_client, secret, agent="research", model="gpt-4o-mini")
     assert response.status_code == 200
     await read_stream(response)
+
+
+def title_completion(content="A title", prompt=12, completion=3):
+    return {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+    }
+
+
+async def title(async_client, secret, **body):
+    payload = {"userMessage": "How do I bake bread?", **body}
+    return await async_client.post(
+        "/title/generate", payload, content_type="application/json", headers={"X-API-Key": secret}
+    )
+
+
+async def test_limits_titles_count_towards_usage_and_the_daily_tokens(
+    async_client, api_key_mode, issue_key, respx_mock, agents
+):
+    import httpx
+
+    api_key, secret = await issue_key(tokens_per_day=20)
+    respx_mock.post(UPSTREAM_URL).mock(return_value=httpx.Response(200, json=title_completion()))
+    assert (await title(async_client, secret)).json() == {"title": "A title", "useFallback": False}
+    usage = await wait_for_usage(api_key)
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (1, 12, 3)
+    await title(async_client, secret)  # 30 tokens of 20: the day is used up
+    refused = await chat(async_client, secret)
+    assert refused.status_code == 429
+    # A title over the budget is the client's own fallback, never an error.
+    assert (await title(async_client, secret)).json() == {"title": "", "useFallback": True}
+    assert respx_mock.calls.call_count == 2
+
+
+async def test_limits_title_model_outside_the_key_scope_is_a_fallback(
+    async_client, api_key_mode, issue_key, respx_mock, settings, agents
+):
+    settings.TITLE_MODEL = "gpt-4o-mini"
+    _, secret = await issue_key(allowed_models=["gpt-4o"])
+    route = respx_mock.post(UPSTREAM_URL)
+    assert (await title(async_client, secret)).json() == {"title": "", "useFallback": True}
+    assert route.call_count == 0
+    refused = await title(async_client, secret, model="gpt-4o-mini")  # named by the client
+    assert refused.status_code == 403

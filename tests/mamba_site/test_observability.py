@@ -117,7 +117,7 @@ async def test_logs_are_json_lines_with_the_request_id(async_client, respx_mock,
     assert access["status"] == 200
     assert access["method"] == "POST"
     assert {"time", "level", "message", "duration_ms"} <= set(access)
-    finished = next(line for line in ours if line["logger"] == "chat.steps")
+    finished = next(line for line in ours if line["logger"] == "chat.streams")
     assert finished["model"] == "gpt-4o"
     assert finished["agent"] == "main"
     assert finished["input_tokens"] == 10

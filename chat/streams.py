@@ -1,0 +1,167 @@
+"""One chat stream, one owner: admission (slot, token budget), the route's first upstream, the
+step loop and cleanup, released at whatever point the client leaves."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from django.http import StreamingHttpResponse
+
+from chat import protocol
+from chat.accounting import Admission, admit
+from chat.routing import Router
+from chat.steps import ChatPlan, StepLoop, StepPolicy, error_text
+from chat.translate import Usage
+from mamba_site import metrics
+from mamba_site.auth import Principal
+from mamba_site.providers import known_model_ids
+
+logger = logging.getLogger(__name__)
+
+
+class ChatStream:
+    """Start it (`start()`: errors are still HTTP errors), then hand out `response()`. Its
+    resources are released once, by `aclose()`: when the body ends, when the response is
+    closed without ever being read, or when `start()` fails."""
+
+    def __init__(
+        self,
+        *,
+        plan: ChatPlan,
+        principal: Principal,
+        router: Router,
+        policy: StepPolicy,
+        limits: protocol.StreamLimits,
+        drain_deadline: Callable[[], float],
+    ) -> None:
+        self.plan = plan
+        self.principal = principal
+        self.router = router
+        self.policy = policy
+        self.limits = limits
+        self.drain_deadline = drain_deadline
+        self.steps: StepLoop | None = None
+        self._admission: Admission | None = None
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Take a slot and open the first model call; raises `ApiError` (and releases what it
+        took) when the caller is over a limit or no provider answers."""
+        try:
+            self._admission = await admit(self.principal)
+            router = self.router
+            attempts = router.attempts(self.plan.route)
+            deadline = time.monotonic() + self.policy.first_byte_seconds
+            params = self.plan.request_params()
+            first = await router.open_stream(attempts, params, deadline=deadline)
+        except BaseException:
+            await self.aclose()
+            raise
+        self.steps = StepLoop(self.plan, router, self.policy, first, attempts)
+
+    def response(self) -> StreamingHttpResponse:
+        return ChatResponse(self)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        assert self.steps is not None, "start() first"
+        try:
+            async for part in protocol.stream(
+                self.steps.events(),
+                limits=self.limits,
+                message_id=self.plan.message_id,
+                safe_error=error_text,
+                drain_deadline=self.drain_deadline,
+            ):
+                yield part
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release everything, once; each release on its own, whatever another one does."""
+        if self._closed:
+            return
+        self._closed = True
+        steps = self.steps
+        if steps is not None:
+            try:
+                await steps.aclose()
+            except Exception:
+                logger.exception("Closing the upstream failed")
+            if steps.outcome == "running":  # never read: the client left before the body
+                steps.outcome = "disconnected"
+                metrics.client_disconnects.inc()
+            self._record(steps)
+        if self._admission is not None:
+            usage = steps.usage if steps is not None else Usage()
+            completed = steps is not None and steps.outcome == "finished"
+            await self._admission.settle(usage, completed=completed)
+
+    def close_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`aclose()` from the response's synchronous `close()`, on the stream's loop."""
+        if self._closed:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._closing = loop.create_task(self.aclose())
+        else:
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout=30)
+
+    def _record(self, steps: StepLoop) -> None:
+        """The stream's metrics and its log line."""
+        plan, usage, outcome = self.plan, steps.usage, steps.outcome
+        meta = steps.metadata()
+        # Model names come from clients: only the catalog's become label values.
+        model = meta["model"] if meta["model"] in known_model_ids() else "other"
+        if steps.first_token_at is not None:
+            ttft = steps.first_token_at - plan.started
+            metrics.time_to_first_token.labels(model, plan.agent).observe(ttft)
+        elapsed = time.perf_counter() - plan.started
+        metrics.stream_duration.labels(model, plan.agent, outcome).observe(elapsed)
+        metrics.tokens.labels(model, plan.agent, "input").inc(usage.input_tokens)
+        metrics.tokens.labels(model, plan.agent, "output").inc(usage.output_tokens)
+        timings = meta["timings"]
+        logger.info(
+            "chat %s: model=%s provider=%s agent=%s steps=%s replays=%s finish=%s "
+            "input_tokens=%s output_tokens=%s ttft_ms=%s total_ms=%s",
+            outcome,
+            meta["model"],
+            meta["provider"],
+            meta["agent"],
+            steps.steps,
+            steps.replays,
+            steps.finish_reason or "-",
+            usage.input_tokens,
+            usage.output_tokens,
+            timings.get("timeToFirstTokenMs", "-"),
+            timings["totalMs"],
+            extra={
+                "model": meta["model"],
+                "provider": meta["provider"],
+                "target": steps.served.target.label,
+                "agent": meta["agent"],
+                "outcome": outcome,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "ttft_ms": timings.get("timeToFirstTokenMs"),
+                "total_ms": timings["totalMs"],
+            },
+        )
+
+
+class ChatResponse(StreamingHttpResponse):
+    """The SSE response of a `ChatStream`; closing it releases the stream even when its body
+    was never read (the client left between the view's return and the first byte)."""
+
+    def __init__(self, chat: ChatStream) -> None:
+        super().__init__(chat.body(), content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS)
+        self._chat = chat
+        self._loop = asyncio.get_running_loop()
+
+    def close(self) -> None:
+        super().close()
+        self._chat.close_soon(self._loop)
