@@ -188,7 +188,7 @@ class ChatRun:
             raise ToolError(
                 f"Tool {tool.name!r} took longer than {self.plan.tool_timeout:g} s."
             ) from None
-        if len(orjson.dumps(output)) > self.plan.tool_output_limit:
+        if tool.output_limited and len(orjson.dumps(output)) > self.plan.tool_output_limit:
             raise ToolError(
                 f"Tool {tool.name!r} returned more than {self.plan.tool_output_limit} bytes."
             )
