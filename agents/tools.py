@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agents.complexity import CodeError, analyze
 from agents.search import notes_search
+from mamba_site.errors import truncate
 
 type Json = Any
 
@@ -164,7 +165,8 @@ class Tool:
 def _summarise(tool_name: str, error: ValidationError) -> str:
     """A short message naming the fields, never echoing the model's input."""
     problems = [
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()[:3]
+        f"{truncate('.'.join(str(p) for p in e['loc']), 200) or 'input'}: {truncate(e['msg'], 200)}"
+        for e in error.errors(include_url=False, include_input=False)[:3]
     ]
     more = f" (and {error.error_count() - 3} more)" if error.error_count() > 3 else ""
     return f"Invalid input for {tool_name}: {'; '.join(problems)}{more}"
