@@ -39,6 +39,7 @@ class AgentForm(forms.ModelForm):  # type: ignore[type-arg]
             "temperature",
             "max_output_tokens",
             "max_steps",
+            "accept_client_system_messages",
         )
         widgets = {
             "system_prompt": forms.Textarea(
@@ -103,7 +104,10 @@ class AgentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ("make_default", "enable", "disable")
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "enabled", "is_default")}),
-        ("Behaviour", {"fields": ("model", "system_prompt", "tools")}),
+        (
+            "Behaviour",
+            {"fields": ("model", "system_prompt", "accept_client_system_messages", "tools")},
+        ),
         ("Limits", {"fields": ("temperature", "max_output_tokens", "max_steps")}),
         (None, {"fields": ("playground_link", "created_at", "updated_at")}),
     )

@@ -21,6 +21,7 @@ VERSIONED_FIELDS = (
     "temperature",
     "max_output_tokens",
     "max_steps",
+    "accept_client_system_messages",
     "enabled",
     "is_default",
 )
@@ -55,6 +56,12 @@ class Agent(models.Model):
         blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="Model calls per reply; empty: MAMBA_CHAT__MAX_STEPS.",
+    )
+    accept_client_system_messages = models.BooleanField(
+        "Accept client system messages",
+        default=False,
+        help_text="Whether a request may contain messages with role `system`. They follow the "
+        "system prompt above, which stays first. Off: such a request is refused (422).",
     )
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(

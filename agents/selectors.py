@@ -27,6 +27,7 @@ class AgentSpec:
     temperature: float | None = None
     max_output_tokens: int | None = None
     max_steps: int | None = None
+    accept_client_system_messages: bool = False
 
     @classmethod
     def of(cls, agent: Agent) -> "AgentSpec":
@@ -43,6 +44,7 @@ class AgentSpec:
             temperature=agent.temperature,
             max_output_tokens=agent.max_output_tokens,
             max_steps=agent.max_steps,
+            accept_client_system_messages=agent.accept_client_system_messages,
         )
 
 

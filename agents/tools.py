@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agents.complexity import CodeError, analyze
 from agents.search import notes_search
+from mamba_site.errors import truncate
 
 type Json = Any
 
@@ -145,6 +146,15 @@ class Tool:
     def parameters(self) -> dict[str, Json]:
         return self.spec["function"]["parameters"]
 
+    @property
+    def output_limited(self) -> bool:
+        """Whether the output must fit in `MAMBA_TOOLS__MAX_OUTPUT_BYTES` (server tools).
+
+        A display tool's output is the model's own validated arguments plus a `type`: it is
+        bounded by what the model streamed (its output token limit), and a long
+        `generateCode` block is a valid result, not an error."""
+        return self.kind == "server"
+
     def validate(self, arguments: Json) -> ToolArgs:
         try:
             return self.args.model_validate(arguments)
@@ -155,25 +165,48 @@ class Tool:
 def _summarise(tool_name: str, error: ValidationError) -> str:
     """A short message naming the fields, never echoing the model's input."""
     problems = [
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()[:3]
+        f"{truncate('.'.join(str(p) for p in e['loc']), 200) or 'input'}: {truncate(e['msg'], 200)}"
+        for e in error.errors(include_url=False, include_input=False)[:3]
     ]
     more = f" (and {error.error_count() - 3} more)" if error.error_count() > 3 else ""
     return f"Invalid input for {tool_name}: {'; '.join(problems)}{more}"
 
 
+# Keywords whose value is a schema, a list of schemas, or a map from names to schemas. Every
+# other keyword's value is data (`enum`, `default`, `required`, ...) and is copied unchanged.
+_SUBSCHEMA = frozenset({"items", "additionalProperties", "not", "contains", "propertyNames"})
+_SUBSCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SUBSCHEMA_MAPS = frozenset({"properties", "patternProperties"})
+# Annotations for people, not for the model; each costs prompt tokens on every request.
+_DROPPED = frozenset({"title"})
+
+
 def openai_parameters(model: type[BaseModel]) -> dict[str, Json]:
-    """The model's JSON Schema as OpenAI function parameters: refs inlined, titles dropped."""
+    """The model's JSON Schema as OpenAI function parameters: refs inlined, `title`
+    annotations dropped. A property named `title` is data, not an annotation: it stays."""
     schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
 
     def clean(node: Json) -> Json:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return clean(definitions[node["$ref"].rsplit("/", 1)[1]])
-            return {key: clean(value) for key, value in node.items() if key != "title"}
-        if isinstance(node, list):
-            return [clean(item) for item in node]
-        return node
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = clean(definitions[node["$ref"].rsplit("/", 1)[1]])
+            siblings = clean({key: value for key, value in node.items() if key != "$ref"})
+            return {**target, **siblings}
+        cleaned: dict[str, Json] = {}
+        for key, value in node.items():
+            if key in _DROPPED:
+                continue
+            if key in _SUBSCHEMA:
+                cleaned[key] = clean(value)
+            elif key in _SUBSCHEMA_LISTS:
+                cleaned[key] = [clean(item) for item in value]
+            elif key in _SUBSCHEMA_MAPS:
+                cleaned[key] = {name: clean(item) for name, item in value.items()}
+            else:
+                cleaned[key] = value
+        return cleaned
 
     # A schema object cleans to an object (a top-level `$ref` to its definition's object).
     return cast(dict[str, Json], clean(schema))

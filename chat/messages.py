@@ -15,7 +15,8 @@ AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", 
 
 
 class UnsupportedContent(ValueError):
-    """A part the Chat Completions API cannot take (for example a file of an unknown type)."""
+    """A part the Chat Completions API cannot take (a file of an unknown type, or whose data
+    is not valid base64)."""
 
 
 def compact_json(value: Any) -> str:
@@ -53,9 +54,9 @@ def _user_message(message: UIMessage) -> OpenAIMessage:
 
 def _file_content(part: FilePart) -> dict[str, Any]:
     media_type = part.media_type.lower()
+    data = _data_url_payload(part)
     if media_type.startswith("image/"):
         return {"type": "image_url", "image_url": {"url": part.url}}
-    data = _data_url_payload(part.url)
     if media_type in AUDIO_FORMATS and data is not None:
         return {
             "type": "input_audio",
@@ -69,18 +70,35 @@ def _file_content(part: FilePart) -> dict[str, Any]:
     if media_type.startswith("text/") and data is not None:
         try:
             return {"type": "text", "text": base64.b64decode(data).decode()}
-        except ValueError:
-            pass
+        except UnicodeDecodeError:
+            raise UnsupportedContent(
+                f"The file part of type {part.media_type!r} is not UTF-8 text."
+            ) from None
     raise UnsupportedContent(
         f"File parts of type {part.media_type!r} are not supported here; send images, PDF, "
         "WAV/MP3 audio or text files as data: URLs."
     )
 
 
-def _data_url_payload(url: str) -> str | None:
+def _data_url_payload(part: FilePart) -> str | None:
+    """The base64 payload of a `data:` URL, checked; None for any other URL.
+
+    Strict, as `b64decode(validate=True)`: the standard alphabet with its `=` padding. URL-safe
+    characters (`-`, `_`) and whitespace are refused rather than repaired, because the URL is
+    passed on to the provider unchanged and a lenient decode would turn garbage into an empty
+    or truncated file without a word."""
+    url = part.url
     if not url.startswith("data:") or ";base64," not in url:
         return None
-    return url.split(";base64,", 1)[1]
+    payload = url.split(";base64,", 1)[1]
+    try:
+        base64.b64decode(payload, validate=True)
+    except ValueError:  # binascii.Error, or characters outside ASCII
+        raise UnsupportedContent(
+            f"The data: URL of a file part of type {part.media_type!r} is not valid base64 "
+            "(standard alphabet, padded with '=', no whitespace)."
+        ) from None
+    return payload
 
 
 def _assistant_messages(message: UIMessage) -> list[OpenAIMessage]:

@@ -15,8 +15,9 @@ from mamba_site.errors import InvalidRequest, ValidationFailed
 def plan_chat(
     *, body: ChatRequest, agent: AgentSpec, principal: Principal, router: Router
 ) -> ChatPlan:
-    """Raises `ApiError` for empty history, unknown tools, unsupported content, models or
-    agents and models outside the caller's scopes."""
+    """Raises `ApiError` for empty history, unknown tools, client system messages the agent
+    does not accept, unsupported content, models or agents and models outside the caller's
+    scopes."""
     if not body.messages:
         raise InvalidRequest("Messages must not be empty.")
     principal.check_agent(agent.slug)
@@ -26,12 +27,18 @@ def plan_chat(
     if body.tools is not None:
         unknown = sorted(set(body.tools) - set(agent.tools))
         if unknown:
+            more = f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else ""
             raise InvalidRequest(
-                f"Unknown tools for agent {agent.slug!r}: {', '.join(unknown)}. "
+                f"Unknown tools for agent {agent.slug!r}: {', '.join(unknown[:3])}{more}. "
                 f"Available: {', '.join(agent.tools) or 'none'}.",
                 extra={"available_tools": list(agent.tools)},
             )
         tool_names = tuple(name for name in agent.tools if name in body.tools)
+    if not agent.accept_client_system_messages and any(m.role == "system" for m in body.messages):
+        raise ValidationFailed(
+            f"System messages from the client are not accepted by agent {agent.slug!r} "
+            "(agent setting 'Accept client system messages')."
+        )
     try:
         messages = to_openai_messages(body.messages, system_prompt=agent.system_prompt)
     except UnsupportedContent as error:

@@ -21,7 +21,7 @@ from chat.translate import BlockIds, ToolCall, Translator, Usage
 from chat.upstream import UpstreamFailure, cut_off, empty, stalled
 from chat.watch import Watch
 from mamba_site import metrics
-from mamba_site.errors import ApiError
+from mamba_site.errors import ApiError, truncate
 from mamba_site.providers import ModelRoute
 
 logger = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class StepLoop:
             arguments = None
         if tool is None or not isinstance(arguments, dict):
             reason = (
-                f"Tool {call.name!r} is not available."
+                f"Tool {truncate(call.name, 100)!r} is not available."
                 if tool is None
                 else "The tool arguments are not valid JSON."
             )
@@ -284,7 +284,7 @@ class StepLoop:
             raise ToolError(
                 f"Tool {tool.name!r} took longer than {self.plan.tool_timeout:g} s."
             ) from None
-        if len(orjson.dumps(output)) > self.plan.tool_output_limit:
+        if tool.output_limited and len(orjson.dumps(output)) > self.plan.tool_output_limit:
             raise ToolError(
                 f"Tool {tool.name!r} returned more than {self.plan.tool_output_limit} bytes."
             )

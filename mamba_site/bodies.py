@@ -12,9 +12,13 @@ from mamba_site.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    truncate,
 )
 
 MAX_REPORTED_ERRORS = 20
+# A deeply nested body has a path of thousands of characters; its start says where it is.
+MAX_LOC_CHARS = 200
+MAX_MSG_CHARS = 300
 
 
 def parse_body[M: BaseModel](request: HttpRequest, model: type[M]) -> M:
@@ -44,6 +48,10 @@ def parse_body[M: BaseModel](request: HttpRequest, model: type[M]) -> M:
 def validation_errors(error: ValidationError) -> list[dict[str, Any]]:
     """Field paths and messages; never the submitted values."""
     return [
-        {"loc": ".".join(str(part) for part in e["loc"]), "msg": e["msg"], "type": e["type"]}
+        {
+            "loc": truncate(".".join(str(part) for part in e["loc"]), MAX_LOC_CHARS),
+            "msg": truncate(e["msg"], MAX_MSG_CHARS),
+            "type": e["type"],
+        }
         for e in error.errors(include_url=False, include_input=False)[:MAX_REPORTED_ERRORS]
     ]

@@ -35,8 +35,19 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
+# Details echo what a client sent (a path, tool names, a field path): bounded, so an error
+# answer stays small whatever the request was.
+MAX_DETAIL_CHARS = 1000
+ELLIPSIS = "…"
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, ending with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
+
+
 class ApiError(Exception):
-    """An error whose `detail` is safe to show to any client."""
+    """An error whose `detail` is safe to show to any client, at most `MAX_DETAIL_CHARS` long."""
 
     status: ClassVar[int] = 500
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
@@ -49,7 +60,7 @@ class ApiError(Exception):
         extra: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.detail = detail or self.default_detail
+        self.detail = truncate(detail or self.default_detail, MAX_DETAIL_CHARS)
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
         super().__init__(self.detail)

@@ -62,6 +62,20 @@ def test_admin_agent_edit_saves_and_records_revision(admin_client, admin_user):
 
 
 @pytest.mark.django_db
+def test_admin_agent_edit_sets_accept_client_system_messages(admin_client):
+    agent = Agent.objects.get(slug="research")
+    url = reverse("admin:agents_agent_change", args=(agent.pk,))
+    page = admin_client.get(url).content.decode()
+    assert "Accept client system messages" in page
+    assert 'name="accept_client_system_messages"' in page
+    data = change_data(agent, accept_client_system_messages="on")
+    assert admin_client.post(url, data).status_code == 302
+    agent.refresh_from_db()
+    assert agent.accept_client_system_messages is True
+    assert agent.revisions.get().changed_fields == ["accept_client_system_messages"]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [

@@ -71,3 +71,9 @@ async def test_agent_cache_does_not_query_within_the_bound(seeded_agents, settin
 async def test_agent_spec_drops_unknown_tool_names(seeded_agents):
     await Agent.objects.filter(slug="research").aupdate(tools=["search_notes", "gone_tool"])
     assert (await agent_get(slug="research")).tools == ("search_notes",)
+
+
+async def test_agent_spec_carries_the_client_system_messages_setting(seeded_agents):
+    await Agent.objects.filter(slug="research").aupdate(accept_client_system_messages=True)
+    assert (await agent_get(slug="research")).accept_client_system_messages is True
+    assert (await agent_get(slug="main")).accept_client_system_messages is False

@@ -1,6 +1,7 @@
 import pytest
 
-from agents.tools import REGISTRY, ToolInputInvalid, tool_get
+from agents.tools import DISPLAY_TOOLS, REGISTRY, ToolInputInvalid, tool_get
+from tests.agents.schema_examples import example, object_schemas, schema_nodes
 
 CHART = {"chartType": "bar", "title": "T", "data": [{"label": "a", "value": 1.5}]}
 
@@ -80,3 +81,60 @@ def test_tools_invalid_input_names_fields_without_echoing_values():
 
 def test_tools_unknown_name_is_none():
     assert tool_get(name="launchMissiles") is None
+
+
+TOOL_NAMES = sorted(REGISTRY)
+
+
+@pytest.mark.parametrize("name", TOOL_NAMES)
+def test_tools_spec_requires_only_declared_properties(name):
+    parameters = REGISTRY[name].spec["function"]["parameters"]
+    assert "$ref" not in str(parameters)
+    schemas = list(object_schemas(parameters))
+    assert schemas
+    for path, schema in schemas:
+        missing = set(schema.get("required", ())) - set(schema.get("properties", {}))
+        assert not missing, f"{name} {path}: required {sorted(missing)} not in properties"
+
+
+@pytest.mark.parametrize("name", TOOL_NAMES)
+@pytest.mark.parametrize("full", [False, True], ids=["minimal", "maximal"])
+def test_tools_accept_arguments_generated_from_their_spec(name, full):
+    tool = REGISTRY[name]
+    arguments = example(tool.spec["function"]["parameters"], full=full)
+    validated = tool.validate(arguments)
+    assert validated.model_dump(exclude_unset=True) == arguments
+
+
+@pytest.mark.parametrize("name", sorted(t.name for t in DISPLAY_TOOLS))
+async def test_tools_display_output_is_the_generated_arguments_with_a_type(name):
+    tool = REGISTRY[name]
+    arguments = example(tool.spec["function"]["parameters"], full=True)
+    output = await tool.execute(tool.validate(arguments))
+    assert output == {"type": output["type"], **arguments}
+
+
+@pytest.mark.parametrize("name", ["generateChart", "generateForm", "generateCard"])
+def test_tools_keep_a_property_named_title(name):
+    parameters = tool_get(name=name).parameters
+    assert parameters["properties"]["title"] == {"type": "string"}
+    assert "title" in parameters["required"]
+
+
+def test_tools_keep_a_property_named_required():
+    field = tool_get(name="generateForm").parameters["properties"]["fields"]["items"]
+    assert field["properties"]["required"]["anyOf"] == [{"type": "boolean"}, {"type": "null"}]
+    assert field["required"] == ["id", "type", "label"]
+
+
+def test_tools_spec_has_no_title_annotations():
+    for tool in REGISTRY.values():
+        titled = [path for path, node in schema_nodes(tool.parameters) if "title" in node]
+        assert titled == [], tool.name
+
+
+def test_tools_only_server_tools_have_an_output_limit():
+    assert {name for name, tool in REGISTRY.items() if tool.output_limited} == {
+        "search_notes",
+        "analyze_complexity",
+    }

@@ -127,6 +127,40 @@ async def test_chat_tool_output_over_the_size_limit_is_an_error(async_client, re
     assert error["errorText"] == "Tool 'analyze_complexity' returned more than 50 bytes."
 
 
+async def test_chat_display_tool_output_has_no_size_limit(async_client, respx_mock, settings):
+    code = "x = 1  # a long line of generated code\n" * 2700
+    assert len(code) > 100_000 > settings.TOOLS_MAX_OUTPUT_BYTES
+    arguments = json.dumps({"language": "python", "code": code})
+    route = respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("generateCode", arguments)),
+            streaming(text_reply("Here it is.")),
+        ]
+    )
+    events = await chat(async_client, {"messages": [user("Write it")]})
+    assert of_type(events, "tool-output-error") == []
+    [output] = of_type(events, "tool-output-available")
+    assert output["output"] == {"type": "code", "language": "python", "code": code}
+    assert json.loads(sent(route, 1)["messages"][-1]["content"])["code"] == code
+
+
+async def test_chat_server_tool_output_over_the_default_limit_is_an_error(
+    async_client, respx_mock, settings
+):
+    code = "".join(f"def f{i}(x):\n    return x\n" for i in range(600))
+    arguments = json.dumps({"code": code, "language": "python"})
+    respx_mock.post(UPSTREAM_URL).mock(
+        side_effect=[
+            streaming(tool_reply("analyze_complexity", arguments)),
+            streaming(text_reply("ok")),
+        ]
+    )
+    events = await chat(async_client, {"messages": [user("Review")], "agent": "code_review"})
+    [error] = of_type(events, "tool-output-error")
+    limit = settings.TOOLS_MAX_OUTPUT_BYTES
+    assert error["errorText"] == f"Tool 'analyze_complexity' returned more than {limit} bytes."
+
+
 async def test_chat_tool_over_the_time_limit_is_an_error(async_client, respx_mock, settings):
     settings.TOOLS_TIMEOUT_SECONDS = 0.001
     big = "\n".join(f"def f{i}(x):\n    return x and {i}" for i in range(2500))

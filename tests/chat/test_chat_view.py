@@ -6,6 +6,7 @@ import httpx
 import orjson
 import pytest
 
+from agents.models import Agent
 from chat import protocol as p
 from tests.chat.conftest import (
     API_APPS,
@@ -95,6 +96,20 @@ async def test_chat_sends_history_system_prompt_tools_and_usage_option(async_cli
     names = [t["function"]["name"] for t in body["tools"]]
     assert names == ["generateForm", "generateChart", "generateCode", "generateCard"]
     assert route.calls[0].request.headers["authorization"] == "Bearer sk-test-key"
+
+
+async def test_chat_puts_accepted_client_system_messages_after_the_agent_prompt(
+    async_client, respx_mock
+):
+    await Agent.objects.filter(slug="main").aupdate(accept_client_system_messages=True)
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
+    client_system = {"id": "s", "role": "system", "parts": [{"type": "text", "text": "Be terse."}]}
+    await chat_events(async_client, {"messages": [client_system, user("Hi")]})
+    assert sent(route)["messages"] == [
+        {"role": "system", "content": "You are a test assistant."},
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi"},
+    ]
 
 
 async def test_chat_can_leave_out_stream_options(async_client, respx_mock, settings):

@@ -131,6 +131,51 @@ def test_messages_rejects_unsupported_file_type():
         convert([{"id": "u", "role": "user", "parts": parts}])
 
 
+def file_message(media_type, url):
+    return {
+        "id": "u",
+        "role": "user",
+        "parts": [{"type": "file", "mediaType": media_type, "url": url}],
+    }
+
+
+def test_messages_decodes_padded_base64_text_files():
+    (message,) = convert([file_message("text/plain", "data:text/plain;base64,aGVsbG8=")])
+    assert message["content"] == [{"type": "text", "text": "hello"}]
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "image/png", "audio/wav", "application/pdf"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "!!!!",  # not the alphabet (a lenient decode makes this empty)
+        "aGVsbG8",  # missing padding
+        "aGVs\nbG8=",  # whitespace
+        "aGV-bG8_",  # URL-safe alphabet
+        "aGVsbG8=é",  # not ASCII
+        "aGVsbG8=aGVs",  # data after the padding
+    ],
+    ids=["alphabet", "padding", "whitespace", "urlsafe", "non-ascii", "after-padding"],
+)
+def test_messages_rejects_invalid_base64_in_data_urls(media_type, payload):
+    message = file_message(media_type, f"data:{media_type};base64,{payload}")
+    with pytest.raises(UnsupportedContent, match="is not valid base64") as caught:
+        convert([message])
+    assert payload not in str(caught.value)
+
+
+def test_messages_rejects_text_files_that_are_not_utf8():
+    with pytest.raises(UnsupportedContent, match="not UTF-8"):
+        convert([file_message("text/plain", "data:text/plain;base64,//79")])
+
+
+def test_messages_passes_image_urls_that_are_not_data_urls_unchanged():
+    (message,) = convert([file_message("image/png", "https://x.test/a.png")])
+    assert message["content"] == [
+        {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+    ]
+
+
 def test_messages_drops_reasoning_data_and_source_parts():
     parts = [
         {"type": "step-start"},
@@ -213,3 +258,17 @@ def test_messages_keeps_client_system_message_text():
         ]
     )
     assert result[0] == {"role": "system", "content": "Hi"}
+
+
+def test_messages_keeps_client_system_messages_in_place_after_the_system_prompt():
+    history = [
+        {"role": "user", "content": "a"},
+        {"id": "s", "role": "system", "parts": [{"type": "text", "text": "Be terse."}]},
+        {"role": "user", "content": "b"},
+    ]
+    assert convert(history, system_prompt="Agent prompt.") == [
+        {"role": "system", "content": "Agent prompt."},
+        {"role": "user", "content": "a"},
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "b"},
+    ]
