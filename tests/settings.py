@@ -18,6 +18,8 @@ os.environ.setdefault("MAMBA_SECURE__COOKIES", "false")
 # The database tests/services.py chooses (given, PostgreSQL on 127.0.0.1:5432, or SQLite);
 # processes the tests start inherit it.
 os.environ["MAMBA_DATABASE_URL"] = database_choice().url
+# Hermetic: a developer's .env is not read (nor by the processes the tests start).
+os.environ["MAMBA_DOTENV"] = ""
 
 from mamba_site.settings import *  # noqa: F403
 
