@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # ServeStatic's configuration checks (its middleware warns at start-up without them).
+    "servestatic",
     "corsheaders",
     "mamba_site",
     "agents",
