@@ -249,6 +249,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOGGING_LEVEL},
     "loggers": {
+        # Configured here, Django's logger loses its own handlers: with DEBUG on they printed
+        # each of its lines a second time, unformatted. Its lines reach the root's handler.
+        "django": {"level": "INFO"},
         "django.request": {"level": "ERROR"},
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
