@@ -151,6 +151,8 @@ def mamba_env(upstream: Server, workdir: Path, max_connections: int) -> dict[str
     """The settings Mamba runs with (recorded in the results, except the secret key)."""
     return {
         "DJANGO_SETTINGS_MODULE": "mamba_site.settings",
+        # These settings and no others: a .env in the checkout is not read.
+        "MAMBA_DOTENV": "",
         "MAMBA_DEBUG": "false",
         "MAMBA_DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "MAMBA_LOGGING__LEVEL": "WARNING",

@@ -1,6 +1,7 @@
 """ASGI entry point: `daphne mamba_site.asgi:application`."""
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -13,6 +14,9 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from mamba_site.checks import log_startup_warnings  # noqa: E402
 
-log_startup_warnings()
+# `manage.py runserver` has just run every system check (ours too) and refuses to start on an
+# error; other servers (python -m mamba_site.serve, daphne) run none, so they are run here.
+if sys.argv[1:2] != ["runserver"]:
+    log_startup_warnings()
 
 application = ProtocolTypeRouter({"http": django_asgi_app})

@@ -1,9 +1,10 @@
-"""Settings, read from the environment (MAMBA_* names; see .env.example)."""
+"""Settings, read from the environment and a .env file (MAMBA_* names; see .env.example)."""
 
 import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -15,11 +16,29 @@ def _int_or_none(value: str) -> int | None:
 env = environ.FileAwareEnv()
 env.prefix = "MAMBA_"
 
+# A `.env` file in the checkout fills in what the environment does not set (the environment
+# wins). MAMBA_DOTENV names another file, or none when empty (the tests set it so). The image
+# has no .env (.dockerignore).
+DOTENV = env.str("DOTENV", default=None)
+if DOTENV is None:
+    if (BASE_DIR / ".env").is_file():
+        env.read_env(BASE_DIR / ".env")
+elif DOTENV:
+    if not Path(DOTENV).is_file():
+        raise ImproperlyConfigured(f"MAMBA_DOTENV={DOTENV}: there is no such file.")
+    env.read_env(DOTENV)
+
 DEBUG = env.bool("DEBUG", default=False)
 # A development key only when DEBUG is on; production must set MAMBA_SECRET_KEY (or _FILE).
-SECRET_KEY = env.str(
-    "SECRET_KEY", default="django-insecure-mamba-dev-only" if DEBUG else environ.Env.NOTSET
-)
+try:
+    SECRET_KEY = env.str(
+        "SECRET_KEY", default="django-insecure-mamba-dev-only" if DEBUG else environ.Env.NOTSET
+    )
+except ImproperlyConfigured:
+    raise ImproperlyConfigured(
+        "Set MAMBA_SECRET_KEY (or MAMBA_SECRET_KEY_FILE): it is required with MAMBA_DEBUG off. "
+        "In development, `make run` and `make manage ARGS=...` turn MAMBA_DEBUG on."
+    ) from None
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -30,6 +49,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # ServeStatic's configuration checks (its middleware warns at start-up without them).
+    "servestatic",
     "corsheaders",
     "mamba_site",
     "agents",
@@ -245,6 +266,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOGGING_LEVEL},
     "loggers": {
+        # Configured here, Django's logger loses its own handlers: with DEBUG on they printed
+        # each of its lines a second time, unformatted. Its lines reach the root's handler.
+        "django": {"level": "INFO"},
         "django.request": {"level": "ERROR"},
         "httpx": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},

@@ -8,6 +8,23 @@ from django.db import connections
 from agents.models import Agent
 from agents.selectors import agents_invalidate
 from chat.routing import routers
+from tests import services
+
+
+def pytest_configure(config):
+    # Before anything is collected: a test database that cannot be used stops the run with one
+    # line (not one error per test).
+    problem = services.database_problem(services.database_choice())
+    if problem:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    # One line, also with -q: the database and Redis this run uses, and what it skips.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(services.services_line(services.database_choice()))
 
 
 @pytest.fixture(autouse=True)

@@ -9,15 +9,14 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.services import database_choice
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mamba"
 
 
 def base_database_url() -> str:
-    """The database the test run uses, resolved as tests/settings.py does."""
-    return os.environ.get("MAMBA_DATABASE_URL") or os.environ.get(
-        "MAMBA_TEST_DATABASE_URL", DEFAULT_DATABASE_URL
-    )
+    """The database the test run uses (tests/services.py chooses it, tests/settings.py sets it)."""
+    return os.environ.get("MAMBA_DATABASE_URL") or database_choice().url
 
 
 def _postgres_admin(url: urllib.parse.SplitResult, sql: str) -> None:

@@ -2,6 +2,8 @@
 
 import os
 
+from tests.services import database_choice
+
 os.environ.setdefault("MAMBA_SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("MAMBA_OPENAI__API_KEY", "sk-test-key")
 os.environ.setdefault("MAMBA_OPENAI__BASE_URL", "http://upstream.test/v1")
@@ -13,10 +15,11 @@ os.environ.setdefault("MAMBA_AUTH__ALLOW_NONE_IN_PRODUCTION", "true")
 # Tests and the e2e server speak plain HTTP on localhost.
 os.environ.setdefault("MAMBA_SECURE__SSL_REDIRECT", "false")
 os.environ.setdefault("MAMBA_SECURE__COOKIES", "false")
-os.environ.setdefault(
-    "MAMBA_DATABASE_URL",
-    os.environ.get("MAMBA_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mamba"),
-)
+# The database tests/services.py chooses (given, PostgreSQL on 127.0.0.1:5432, or SQLite);
+# processes the tests start inherit it.
+os.environ["MAMBA_DATABASE_URL"] = database_choice().url
+# Hermetic: a developer's .env is not read (nor by the processes the tests start).
+os.environ["MAMBA_DOTENV"] = ""
 
 from mamba_site.settings import *  # noqa: F403
 

@@ -225,7 +225,13 @@ def static_root(tmp_path_factory):
     """STATIC_ROOT filled by the Dockerfile's own collectstatic step."""
     root = tmp_path_factory.mktemp("staticfiles")
     step_env, words = env_assignments(run_command("collectstatic"))
-    env = {"PATH": os.environ["PATH"], **step_env, "MAMBA_STATIC_ROOT": str(root)}
+    # MAMBA_DOTENV: no .env in the image (.dockerignore), whatever the checkout has.
+    env = {
+        "PATH": os.environ["PATH"],
+        "MAMBA_DOTENV": "",
+        **step_env,
+        "MAMBA_STATIC_ROOT": str(root),
+    }
 
     result = subprocess.run(
         local_python(words),
@@ -246,6 +252,7 @@ def image_server(static_root, deploy_database_url, fake_upstream, tmp_path_facto
     """The Dockerfile's CMD with its ENV and the production settings (bound to a free port)."""
     env = {
         "PATH": os.environ["PATH"],
+        "MAMBA_DOTENV": "",
         **{k: v for k, v in final_env().items() if k != "PATH"},
         "MAMBA_SECRET_KEY": "image-test-secret-key-" + "x" * 40,
         "MAMBA_DATABASE_URL": deploy_database_url,

@@ -162,6 +162,7 @@ def test_k8s_settings_load_and_pass_the_deploy_checks():
     pod_env = {"MAMBA_POD_IP": "10.1.2.3", **config_map_data(), **secret_data()}
     env = {
         "PATH": os.environ["PATH"],
+        "MAMBA_DOTENV": "",  # a pod has no .env, whatever the checkout has
         "DJANGO_SETTINGS_MODULE": "mamba_site.settings",
         **pod_env,
     }

@@ -9,6 +9,7 @@ from django.db import connections
 
 from health.monitor import upstream_monitor_stop
 from health.reports import health_state_reset
+from tests.services import redis_url
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,12 @@ def _local_dependencies(settings, closed_port):
     # only by the tests that set REDIS_URL, whatever the environment says.
     settings.OPENAI_BASE_URL = f"http://127.0.0.1:{closed_port}/v1"
     settings.REDIS_URL = ""
+
+
+@pytest.fixture
+def local_redis_url():
+    """Database 0 of the local Redis (only pinged); the test is skipped without one."""
+    return redis_url(0)
 
 
 @pytest.fixture

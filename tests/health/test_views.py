@@ -160,8 +160,8 @@ async def test_ready_checks_migrations_again_until_they_are_applied(async_client
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_ready_checks_redis_when_redis_url_is_set(async_client, settings):
-    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+async def test_ready_checks_redis_when_redis_url_is_set(async_client, settings, local_redis_url):
+    settings.REDIS_URL = local_redis_url
 
     response = await async_client.get("/health/ready")
 
