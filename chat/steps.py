@@ -229,12 +229,11 @@ class StepLoop:
                 raise stalled()
         finally:
             await stream.aclose()
-        if translator.finish_reason is None:
+        if translator.finish_reason is None and not (stream.done and translator.produced):
             # A finish reason or [DONE] says the reply is whole; without either it was cut.
-            if not translator.produced:
-                raise empty() if stream.done else cut_off()
-            if not stream.done:
-                raise cut_off()
+            ended = "with [DONE] and nothing else" if stream.done else "without [DONE]"
+            logger.warning("Upstream %s ended its reply %s", opened.target.label, ended)
+            raise empty() if stream.done else cut_off()
         for event in translator.close():
             yield event
         self.router.succeeded(opened.target, first_token_seconds=first_token)

@@ -15,6 +15,7 @@ import openai
 import orjson
 
 from chat import mock
+from chat.transport import AiohttpTransport
 from mamba_site.errors import (
     ApiError,
     InvalidRequest,
@@ -96,6 +97,11 @@ class Clients:
             AbstractEventLoop, dict[str, openai.AsyncOpenAI]
         ] = weakref.WeakKeyDictionary()
 
+    async def aclose(self) -> None:
+        """Close this loop's clients and their connection pools (shutdown, tests)."""
+        for client in self._per_loop.pop(get_running_loop(), {}).values():
+            await client.close()
+
     def get(self, provider: Provider) -> openai.AsyncOpenAI:
         clients = self._per_loop.setdefault(get_running_loop(), {})
         client = clients.get(provider.name)
@@ -113,7 +119,11 @@ def _build_client(provider: Provider) -> openai.AsyncOpenAI:
         max_connections=provider.max_connections,
         max_keepalive_connections=provider.max_connections,
     )
-    transport = mock.MockTransport() if provider.name == MOCK_PROVIDER else None
+    transport: httpx.AsyncBaseTransport | None = None
+    if provider.name == MOCK_PROVIDER:
+        transport = mock.MockTransport()
+    elif provider.http_client == "aiohttp":
+        transport = AiohttpTransport(max_connections=provider.max_connections)
     http_client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
     return openai.AsyncOpenAI(
         api_key=provider.api_key,

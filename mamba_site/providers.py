@@ -42,6 +42,7 @@ DEFAULT_CATALOG: tuple[dict[str, Any], ...] = (
     },
 )
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
+HTTP_CLIENTS = ("aiohttp", "httpx")
 type Strategy = Literal["ordered", "weighted"]
 
 
@@ -63,6 +64,8 @@ class Provider:
     # first-byte deadline bounds all attempts together.
     first_byte_timeout_seconds: float = 10.0
     max_connections: int = 200
+    # The connection pool under the openai SDK: aiohttp's, or httpx's own (which respx mocks).
+    http_client: str = "aiohttp"
     stream_usage: bool = True
     max_tokens_param: str = "max_tokens"
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -137,6 +140,7 @@ def from_settings(
     connect_timeout_seconds: float,
     first_byte_timeout_seconds: float,
     max_connections: int,
+    http_client: str,
     max_retries: int,
     stream_usage: bool,
     max_tokens_param: str,
@@ -153,6 +157,7 @@ def from_settings(
         connect_timeout_seconds=connect_timeout_seconds,
         first_byte_timeout_seconds=first_byte_timeout_seconds,
         max_connections=max_connections,
+        http_client=http_client,
         stream_usage=stream_usage,
         max_tokens_param=max_tokens_param,
         max_retries=max_retries,
@@ -302,6 +307,9 @@ def _provider(table: _Table, name: str, environ: Mapping[str, str]) -> Provider:
     headers = table.get("headers", dict, {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise table.error("headers", "must map header names to strings")
+    http_client = table.get("http_client", str, "aiohttp")
+    if http_client not in HTTP_CLIENTS:
+        raise table.error("http_client", f"must be one of {', '.join(HTTP_CLIENTS)}")
     max_tokens_param = table.get("max_tokens_param", str, "max_tokens")
     if max_tokens_param not in MAX_TOKENS_PARAMS:
         raise table.error("max_tokens_param", f"must be one of {', '.join(MAX_TOKENS_PARAMS)}")
@@ -315,6 +323,7 @@ def _provider(table: _Table, name: str, environ: Mapping[str, str]) -> Provider:
         connect_timeout_seconds=table.number("connect_timeout_seconds", 10.0),
         first_byte_timeout_seconds=table.number("first_byte_timeout_seconds", 10.0),
         max_connections=table.integer("max_connections", 200, minimum=1),
+        http_client=http_client,
         stream_usage=table.get("stream_usage", bool, True),
         max_tokens_param=max_tokens_param,
         headers=dict(headers),
@@ -419,6 +428,7 @@ class ProvidersHandler:
             "OPENAI_CONNECT_TIMEOUT_SECONDS",
             "OPENAI_FIRST_BYTE_TIMEOUT_SECONDS",
             "OPENAI_MAX_CONNECTIONS",
+            "OPENAI_HTTP_CLIENT",
             "OPENAI_MAX_RETRIES",
             "OPENAI_STREAM_USAGE",
             "OPENAI_MAX_TOKENS_PARAM",
@@ -456,6 +466,7 @@ class ProvidersHandler:
             connect_timeout_seconds=settings.OPENAI_CONNECT_TIMEOUT_SECONDS,
             first_byte_timeout_seconds=settings.OPENAI_FIRST_BYTE_TIMEOUT_SECONDS,
             max_connections=settings.OPENAI_MAX_CONNECTIONS,
+            http_client=settings.OPENAI_HTTP_CLIENT,
             max_retries=settings.OPENAI_MAX_RETRIES,
             stream_usage=settings.OPENAI_STREAM_USAGE,
             max_tokens_param=settings.OPENAI_MAX_TOKENS_PARAM,

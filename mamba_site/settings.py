@@ -200,6 +200,9 @@ OPENAI_FIRST_BYTE_TIMEOUT_SECONDS = env.float("OPENAI__FIRST_BYTE_TIMEOUT_SECOND
 # the openai SDK's own retries are off).
 OPENAI_MAX_RETRIES = env.int("OPENAI__MAX_RETRIES", default=2)
 OPENAI_MAX_CONNECTIONS = env.int("OPENAI__MAX_CONNECTIONS", default=200)
+# The connection pool under the openai SDK: aiohttp (default; cheaper per request at high
+# concurrency) or httpx (httpcore's pool).
+OPENAI_HTTP_CLIENT = env.str("OPENAI__HTTP_CLIENT", default="aiohttp")
 # Ask for token usage in the stream (`stream_options.include_usage`); turn off for servers
 # that reject the option (usage then reads 0).
 OPENAI_STREAM_USAGE = env.bool("OPENAI__STREAM_USAGE", default=True)

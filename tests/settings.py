@@ -8,6 +8,8 @@ os.environ.setdefault("MAMBA_SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("MAMBA_OPENAI__API_KEY", "sk-test-key")
 os.environ.setdefault("MAMBA_OPENAI__BASE_URL", "http://upstream.test/v1")
 os.environ.setdefault("MAMBA_OPENAI__MAX_RETRIES", "0")
+# respx mocks httpx's own transport; the tests over real HTTP use aiohttp (the default).
+os.environ.setdefault("MAMBA_OPENAI__HTTP_CLIENT", "httpx")
 os.environ.setdefault("MAMBA_MOCK_MODEL__ENABLED", "false")
 # Most tests are about other things; the auth tests switch the mode per test.
 os.environ.setdefault("MAMBA_AUTH__MODE", "none")

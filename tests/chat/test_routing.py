@@ -72,6 +72,7 @@ async def pair(tmp_path, settings, monkeypatch):
     settings.CHAT_FIRST_BYTE_TIMEOUT_SECONDS = 4
     settings.CHAT_IDLE_TIMEOUT_SECONDS = 1
     yield Pair(primary, backup)
+    await routers.get().clients.aclose()
     await primary.stop()
     await backup.stop()
 

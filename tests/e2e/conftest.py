@@ -236,6 +236,8 @@ DAPHNE_ENV = {
     "DJANGO_SETTINGS_MODULE": "tests.settings",
     "MAMBA_OPENAI__API_KEY": "sk-fake",
     "MAMBA_OPENAI__MAX_RETRIES": "0",
+    # The image's default connection pool (tests/settings.py picks httpx's, which respx mocks).
+    "MAMBA_OPENAI__HTTP_CLIENT": "aiohttp",
     "MAMBA_CHAT__KEEPALIVE_SECONDS": "0.5",
     "MAMBA_CHAT__IDLE_TIMEOUT_SECONDS": "5",
     "MAMBA_MOCK_MODEL__ENABLED": "true",
