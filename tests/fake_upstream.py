@@ -269,6 +269,7 @@ class FakeUpstream:
         env_delay = os.environ.get("FAKE_UPSTREAM_CHUNK_DELAY", "0")
         self.chunk_delay = float(env_delay) if chunk_delay is None else chunk_delay
         self.connections = 0  # TCP connections accepted; not cleared by reset().
+        self.active = 0  # Chat requests being answered now; not cleared by reset().
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.reset()
@@ -286,6 +287,7 @@ class FakeUpstream:
             "requests": self.requests,
             "disconnects": self.disconnects,
             "completed": self.completed,
+            "active": self.active,
         }
 
     @property
@@ -398,7 +400,11 @@ class FakeUpstream:
         method, path = request.method.decode(), request.target.decode().split("?", 1)[0]
         try:
             if (method, path) == ("POST", "/v1/chat/completions"):
-                await self._chat(ex, body)
+                self.active += 1
+                try:
+                    await self._chat(ex, body)
+                finally:
+                    self.active -= 1
             elif (method, path) == ("GET", "/v1/models"):
                 data = [
                     {"id": m, "object": "model", "created": CREATED, "owned_by": "fake"}

@@ -223,6 +223,16 @@ async def test_hang_then_client_close_counts_disconnect(
     assert (server.disconnects, server.completed) == (1, 0)
 
 
+async def test_active_counts_chat_requests_until_their_answer_ends(
+    server: FakeUpstream, http: httpx.AsyncClient
+) -> None:
+    async with http.stream("POST", "/chat/completions", json=chat("hang")) as response:
+        assert response.status_code == 200
+        assert server.active == 1
+    assert await server.wait_for_disconnect(1.0)
+    assert server.active == 0
+
+
 async def test_drip_disconnect_mid_stream(server: FakeUpstream, http: httpx.AsyncClient) -> None:
     async with http.stream("POST", "/chat/completions", json=chat("drip:50")) as response:
         async for line in response.aiter_lines():
@@ -253,7 +263,7 @@ async def test_state_reset_and_unknown_route(server: FakeUpstream) -> None:
         assert [r["messages"] for r in state["requests"]] == [user("x")]
         assert (await http.post("/_fake/reset")).json() == {}
         state = (await http.get("/_fake/state")).json()
-        assert state == {"requests": [], "disconnects": 0, "completed": 0}
+        assert state == {"requests": [], "disconnects": 0, "completed": 0, "active": 0}
         missing = await http.get("/v1/nothing")
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "invalid_request_error"

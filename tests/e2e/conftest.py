@@ -11,10 +11,14 @@ Session fixtures start, once per test session:
 - `python -m daphne mamba_site.asgi:application` on a free port, pointed at the fake upstream
   and that database, with its log captured to a file the tests read.
 
+A module that needs another fake or a differently configured service starts its own with
+`running_fake_upstream()` and `running_service(daphne_env(...), log_path)`.
+
 The tests themselves use no database (no `db` fixture). Node and npm are required: without
 them the tests fail with an explanation rather than skip.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -77,8 +81,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def _http_json(url: str, method: str = "GET", timeout: float = 5.0) -> Any:
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def _http_json(
+    url: str, method: str = "GET", timeout: float = 5.0, payload: dict[str, Any] | None = None
+) -> Any:
+    data = json.dumps(payload).encode() if payload is not None else b""
+    request = urllib.request.Request(url, method=method, data=data if method == "POST" else None)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")
 
@@ -138,6 +145,11 @@ class FakeUpstreamProcess:
     def requests(self) -> list[dict[str, Any]]:
         return self.state()["requests"]  # type: ignore[no-any-return]
 
+    def set_fault(self, fault: str | None, times: int | None = None) -> None:
+        """Misbehave on the next `times` chat requests (tests/fake_upstream.py FAULTS)."""
+        payload = {"fault": fault, "times": times}
+        _http_json(f"{self.origin}/_fake/fault", method="POST", payload=payload)
+
     def wait_for(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float
     ) -> tuple[bool, dict[str, Any], float]:
@@ -155,8 +167,14 @@ class FakeUpstreamProcess:
 
 @pytest.fixture(scope="session")
 def fake_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpstreamProcess]:
-    logs = tmp_path_factory.mktemp("fake-upstream")
-    stdout_path, stderr_path = logs / "stdout.log", logs / "stderr.log"
+    with running_fake_upstream(tmp_path_factory.mktemp("fake-upstream")) as upstream:
+        yield upstream
+
+
+@contextlib.contextmanager
+def running_fake_upstream(log_dir: Path) -> Iterator[FakeUpstreamProcess]:
+    """`python -m tests.fake_upstream` on a free port (its output in `log_dir`), stopped after."""
+    stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.fake_upstream", "--host", "127.0.0.1", "--port", "0"],
@@ -245,6 +263,11 @@ DAPHNE_ENV = {
 }
 
 
+def daphne_env(database_url: str, settings: dict[str, str]) -> dict[str, str]:
+    """The environment of a daphne under test: this one, DAPHNE_ENV, then `settings`."""
+    return {**os.environ, **DAPHNE_ENV, "MAMBA_DATABASE_URL": database_url, **settings}
+
+
 def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     with log_path.open("ab") as log:
@@ -282,13 +305,14 @@ def service(
     e2e_database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    env = {
-        **os.environ,
-        **DAPHNE_ENV,
-        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
-        "MAMBA_DATABASE_URL": e2e_database_url,
-    }
+    env = daphne_env(e2e_database_url, {"MAMBA_OPENAI__BASE_URL": fake_upstream.base_url})
+    with running_service(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_service(env: dict[str, str], log_path: Path) -> Iterator[Service]:
+    """daphne with `env` on a free port, once it answers /models (its log in `log_path`)."""
     process = None
     for _attempt in range(3):  # the free port may be taken between probe and bind
         process, port = _start_daphne(env, log_path)

@@ -62,8 +62,11 @@ def assert_no_leak(report: dict[str, Any]) -> None:
         assert needle not in report["_stdout"], f"{needle!r} reached the client"
 
 
-def assert_stream_ok(report: dict[str, Any], *, expect_error: bool = False) -> None:
-    """The SDK accepted the stream, and it keeps the server rules of PROTOCOL.md §7."""
+def assert_stream_ok(
+    report: dict[str, Any], *, expect_error: bool = False, reset_steps: int = 0
+) -> None:
+    """The SDK accepted the stream, and it keeps the server rules of PROTOCOL.md §7 (with
+    `reset_steps` replayed steps: the client forgets a reset step's blocks and tool calls)."""
     assert report["status"] == 200, report.get("rawBody")
     assert report["ok"], f"{report['error']}\n{report['processingErrors']}\n{report['framing']}"
     assert report["framing"] == {"ok": True, "problems": []}
@@ -80,6 +83,7 @@ def assert_stream_ok(report: dict[str, Any], *, expect_error: bool = False) -> N
     assert kinds.count("start") == 1, kinds
     assert kinds[-1] == "finish", kinds
     assert kinds.count("finish") == 1, kinds
+    assert kinds.count("reset-step") == reset_steps, kinds
     assert re.fullmatch(r"[A-Za-z0-9]{16}", report["chunks"][0]["messageId"])
     assert report["message"]["id"] == report["chunks"][0]["messageId"]
     if expect_error:
@@ -112,6 +116,10 @@ def assert_stream_ok(report: dict[str, Any], *, expect_error: bool = False) -> N
             open_tools.add(chunk["toolCallId"])
         elif kind in FINAL_TOOL_CHUNKS:
             open_tools.discard(chunk["toolCallId"])
+        elif kind == "reset-step":
+            assert in_step, "reset-step outside a step"
+            open_blocks.clear()
+            open_tools.clear()
     assert not in_step, "a step was not finished"
     assert not open_blocks, f"text/reasoning blocks never ended: {open_blocks}"
     assert not open_tools, f"tool calls without an output or error: {open_tools}"

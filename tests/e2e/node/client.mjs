@@ -35,9 +35,11 @@
 //     is deliberately not made: it would double the upstream calls the tests count.
 //
 // Output (stdout, one JSON object):
-//   {sdk, ok, sdkOk, status, headers, requestBody, chunks, message, fullMessage, error,
-//    errorName, streamErrors, processingErrors, framing: {ok, problems}, rawEvents,
-//    rawEventTimesMs, rawBody, elapsedMs}
+//   {sdk, ok, sdkOk, status, headers, requestHeaders, requestBody, chunks, message,
+//    fullMessage, error, errorName, streamErrors, processingErrors, framing: {ok, problems},
+//    rawEvents, rawEventTimesMs, rawBody, elapsedMs}
+//   `requestHeaders` are the headers the SDK handed to fetch (lower-case names; ai 6 adds
+//   `user-agent: ai-sdk/<version> runtime/...`, ai 7 none, and fetch then sends its default).
 //   ok = HTTP 2xx && the SDK accepted every chunk && no processing error && framing ok.
 //   `streamErrors` are the texts of `error` chunks as the SDK reported them (a server may send
 //   them legitimately); `error` is the first thing the SDK rejected or threw (for a non-2xx
@@ -240,10 +242,12 @@ async function run(job) {
 
   const startedAt = performance.now();
   let requestBody = null;
+  let requestHeaders = null;
   let response = null;
   let rawPromise = null;
   const tapFetch = async (url, init) => {
     requestBody = JSON.parse(init.body);
+    requestHeaders = headersObject(new Headers(init.headers));
     response = await globalThis.fetch(url, init);
     if (!response.body) return response;
     const [forSdk, forRaw] = response.body.tee();
@@ -362,6 +366,7 @@ async function run(job) {
     sdkOk,
     status,
     headers,
+    requestHeaders,
     requestBody,
     chunks,
     message: shown.message,
