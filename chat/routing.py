@@ -49,7 +49,7 @@ class TargetHealth:
     target: Target
     failures_in_row: int = 0
     cooled_until: float = 0.0
-    probing: bool = False
+    probe_until: float = 0.0
     requests: int = 0
     failures: int = 0
     cooldowns: int = 0
@@ -59,7 +59,7 @@ class TargetHealth:
     def state(self, now: float) -> str:
         if self.cooled_until > now:
             return "cooling down"
-        if self.probing:
+        if self.probe_until > now:
             return "probing"
         return "healthy" if self.failures_in_row == 0 else "failing"
 
@@ -104,6 +104,9 @@ class Router:
         self.clock = clock
         self.rng = rng or random.Random()
         self.health: dict[Target, TargetHealth] = {}
+        # Metric labels: declared names as they are; client-chosen (passthrough) ones as "other".
+        self._declared = {t.model for route in config.models.values() for t in route.targets}
+        self._declared |= {str(entry["id"]) for entry in config.catalog}
 
     # -- resolving ---------------------------------------------------------------------------
 
@@ -176,16 +179,19 @@ class Router:
 
     def _available(self, target: Target, now: float) -> bool:
         health = self.health.get(target)
-        if health is None:
+        return health is None or (health.cooled_until <= now and health.probe_until <= now)
+
+    def _claim(self, target: Target, provider: Provider) -> bool:
+        """Whether this request may try the target now: after a rest, one request probes it
+        (the claim is taken when it is tried, and lapses if the request goes away) and the
+        others keep away until the probe has answered."""
+        health = self.health.get(target)
+        if health is None or health.failures_in_row < provider.cooldown_failures:
             return True
-        if health.cooled_until > now:
+        now = self.clock()
+        if health.probe_until > now:
             return False
-        if health.failures_in_row >= self.provider(target).cooldown_failures:
-            # The rest is over: one request probes the target; the others keep away until
-            # the probe has answered.
-            if health.probing:
-                return False
-            health.probing = True
+        health.probe_until = now + provider.first_byte_timeout_seconds + 1
         return True
 
     # -- opening -----------------------------------------------------------------------------
@@ -232,6 +238,8 @@ class Router:
                 if target.provider in attempts.skipped_providers:
                     continue
                 if attempts.tries.get(target, 0) > min(attempts.rounds, provider.max_retries):
+                    continue
+                if not self._claim(target, provider):
                     continue
                 remaining = deadline - self.clock()
                 if remaining <= 0:
@@ -306,19 +314,15 @@ class Router:
 
     def label(self, target: Target) -> str:
         """The target as a metric label: client-chosen (passthrough) names are "other"."""
-        if target.provider == MOCK_PROVIDER or target.model in self._declared_models():
+        if target.provider == MOCK_PROVIDER or target.model in self._declared:
             return target.label
         return f"{target.provider}/other"
-
-    def _declared_models(self) -> set[str]:
-        declared = {t.model for route in self.config.models.values() for t in route.targets}
-        return declared | {str(entry["id"]) for entry in self.config.catalog}
 
     def succeeded(self, target: Target, *, first_token_seconds: float | None = None) -> None:
         health = self._health(target)
         health.failures_in_row = 0
         health.cooled_until = 0.0
-        health.probing = False
+        health.probe_until = 0.0
         if first_token_seconds is not None:
             health.first_token_ms.append(first_token_seconds * 1000)
             metrics.upstream_first_token.labels(target.provider, self.label(target)).observe(
@@ -337,8 +341,8 @@ class Router:
         health.failures_in_row += 1
         health.last_errors.append((time.time(), failure.kind))
         provider = self.provider(target)
-        if health.probing or health.failures_in_row == provider.cooldown_failures:
-            health.probing = False
+        if health.failures_in_row >= provider.cooldown_failures:
+            health.probe_until = 0.0
             health.cooled_until = now + provider.cooldown_seconds
             health.cooldowns += 1
             metrics.upstream_cooldowns.labels(target.provider, label).inc()

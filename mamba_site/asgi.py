@@ -3,12 +3,12 @@
 import os
 import sys
 
-from django.core.asgi import get_asgi_application
+from mamba_site.handler import get_api_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mamba_site.settings")
 
 # Django must be set up before anything that touches models is imported.
-django_asgi_app = get_asgi_application()
+django_asgi_app = get_api_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
