@@ -136,7 +136,7 @@ async def test_shared_cooldowns_rest_a_target_on_another_replica_within_a_second
 
     waited = await first_choice_becomes(b, BACKUP, within=3)
 
-    assert waited < 1.2
+    assert waited < 1.5  # one refresh a second, and a busy machine
     assert await serve(b) == BACKUP
     assert len(upstreams.primary.requests) == 3  # b's first request and a's two failures
     assert shared_redis.pttl(KEY_PREFIX + "primary/gpt-4o-mini") > 25_000
@@ -157,7 +157,7 @@ async def test_shared_cooldowns_a_success_on_another_replica_ends_the_rest(
     assert await serve(b) == PRIMARY
 
     waited = await first_choice_becomes(a, PRIMARY, within=3)
-    assert waited < 1.2
+    assert waited < 1.5  # one refresh a second, and a busy machine
     [row] = [r for r in a.report() if r["target"] == "primary/gpt-4o-mini"]
     assert row["state"] == "healthy"
     assert shared_redis.exists(KEY_PREFIX + "primary/gpt-4o-mini") == 0
@@ -245,4 +245,4 @@ async def test_shared_cooldowns_a_silent_redis_does_not_slow_routing(replica, up
         server.close()
 
     # Redis's timeout is 0.5 s: a request that waited on it would take that long.
-    assert max(durations) < 0.3
+    assert max(durations) < 0.45
