@@ -10,7 +10,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from chat import mock
+from chat.cooldowns import SharedCooldowns, shared_cooldowns
 from chat.upstream import (
     Clients,
     Completion,
@@ -98,15 +101,21 @@ class Router:
         clients: Clients | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        cooldowns: SharedCooldowns | None = None,
     ) -> None:
         self.config = config
         self.clients = clients or Clients()
         self.clock = clock
         self.rng = rng or random.Random()
         self.health: dict[Target, TargetHealth] = {}
+        # Other replicas' rests (Redis); this process's own failures stay in `health`.
+        self.cooldowns = cooldowns or SharedCooldowns(clock=clock)
+        self._declared = tuple(
+            dict.fromkeys(t for route in config.models.values() for t in route.targets)
+        )
         # Metric labels: declared names as they are; client-chosen (passthrough) ones as "other".
-        self._declared = {t.model for route in config.models.values() for t in route.targets}
-        self._declared |= {str(entry["id"]) for entry in config.catalog}
+        self._labelled = {t.model for t in self._declared}
+        self._labelled |= {str(entry["id"]) for entry in config.catalog}
 
     # -- resolving ---------------------------------------------------------------------------
 
@@ -137,6 +146,7 @@ class Router:
         """This request's candidates, as (model name, target): the route's targets in its
         strategy's order, then its fallbacks'; targets cooling down go last, so a request is
         still tried somewhere when every target rests."""
+        self.cooldowns.refresh_soon(self._shared_targets, self._recovered_elsewhere)
         now = self.clock()
         ready: list[tuple[str, Target]] = []
         resting: list[tuple[str, Target]] = []
@@ -178,6 +188,9 @@ class Router:
         return order
 
     def _available(self, target: Target, now: float) -> bool:
+        elsewhere = self.cooldowns.elsewhere(target)
+        if elsewhere is not None and elsewhere.until > now:
+            return False
         health = self.health.get(target)
         return health is None or (health.cooled_until <= now and health.probe_until <= now)
 
@@ -314,12 +327,15 @@ class Router:
 
     def label(self, target: Target) -> str:
         """The target as a metric label: client-chosen (passthrough) names are "other"."""
-        if target.provider == MOCK_PROVIDER or target.model in self._declared:
+        if target.provider == MOCK_PROVIDER or target.model in self._labelled:
             return target.label
         return f"{target.provider}/other"
 
     def succeeded(self, target: Target, *, first_token_seconds: float | None = None) -> None:
         health = self._health(target)
+        if health.cooled_until or self.cooldowns.elsewhere(target) is not None:
+            # A rest ends (here or elsewhere): every replica may use the target again.
+            self.cooldowns.withdraw(target)
         health.failures_in_row = 0
         health.cooled_until = 0.0
         health.probe_until = 0.0
@@ -345,6 +361,7 @@ class Router:
             health.probe_until = 0.0
             health.cooled_until = now + provider.cooldown_seconds
             health.cooldowns += 1
+            self.cooldowns.rest(target, provider.cooldown_seconds, failure.kind)
             metrics.upstream_cooldowns.labels(target.provider, label).inc()
             logger.warning(
                 "Target %s rests for %gs after %s failures in a row (last: %s)",
@@ -355,31 +372,69 @@ class Router:
             )
 
     def report(self) -> list[dict[str, Any]]:
-        """Every configured target and what this process knows of it (admin page, /health)."""
+        """Every declared target, and every other one this process tried (passthrough names),
+        with what this process knows of it and the rests last read from other replicas."""
         now = self.clock()
-        rows = []
-        for route in self.config.models.values():
-            for target in route.targets:
-                health = self.health.get(target) or TargetHealth(target)
-                latencies = sorted(health.first_token_ms)
-                rows.append(
-                    {
-                        "model": route.name,
-                        "target": target.label,
-                        "provider": target.provider,
-                        "state": health.state(now),
-                        "cooling_seconds": max(0.0, round(health.cooled_until - now, 1)),
-                        "failures_in_row": health.failures_in_row,
-                        "requests": health.requests,
-                        "failures": health.failures,
-                        "cooldowns": health.cooldowns,
-                        "last_errors": list(health.last_errors),
-                        "first_token_p50_ms": (
-                            round(latencies[len(latencies) // 2]) if latencies else None
-                        ),
-                    }
-                )
+        rows = [
+            self._row(route.name, target, now)
+            for route in self.config.models.values()
+            for target in route.targets
+        ]
+        declared = set(self._declared)
+        rows += [
+            self._row(target.model, target, now, passthrough=True)
+            for target in list(self.health)
+            if target not in declared and target.provider != MOCK_PROVIDER
+        ]
         return rows
+
+    async def current_report(self) -> list[dict[str, Any]]:
+        """`report()` with the shared rests read now (a second old at most; Redis failing,
+        the last view): the admin's Providers page and /health."""
+        await self.cooldowns.refresh(self._shared_targets(), self._recovered_elsewhere)
+        return self.report()
+
+    def _row(
+        self, model: str, target: Target, now: float, *, passthrough: bool = False
+    ) -> dict[str, Any]:
+        health = self.health.get(target) or TargetHealth(target)
+        latencies = sorted(health.first_token_ms)
+        rest = self.cooldowns.elsewhere(target)
+        elsewhere = rest is not None and rest.until > now
+        state = health.state(now)
+        if elsewhere and state in ("healthy", "failing"):
+            state = "resting elsewhere"
+        return {
+            "model": model,
+            "target": target.label,
+            "provider": target.provider,
+            "passthrough": passthrough,
+            "state": state,
+            "resting": health.cooled_until > now or elsewhere,
+            "cooling_seconds": max(0.0, round(health.cooled_until - now, 1)),
+            "elsewhere_seconds": round(rest.until - now, 1) if rest and elsewhere else 0.0,
+            "elsewhere_error": rest.kind if rest and elsewhere else "",
+            "failures_in_row": health.failures_in_row,
+            "requests": health.requests,
+            "failures": health.failures,
+            "cooldowns": health.cooldowns,
+            "last_errors": list(health.last_errors),
+            "first_token_p50_ms": round(latencies[len(latencies) // 2]) if latencies else None,
+        }
+
+    def _shared_targets(self) -> list[Target]:
+        """The targets whose shared rests are read: the declared ones, then others tried here."""
+        declared = set(self._declared)
+        others = [t for t in self.health if t not in declared and t.provider != MOCK_PROVIDER]
+        return [*self._declared, *others]
+
+    def _recovered_elsewhere(self, target: Target) -> None:
+        """Another replica deleted the rest this one published: the target answered there."""
+        health = self.health.get(target)
+        if health is not None:
+            health.failures_in_row = 0
+            health.cooled_until = 0.0
+            health.probe_until = 0.0
 
 
 class Routers:
@@ -391,9 +446,11 @@ class Routers:
 
     def get(self) -> Router:
         config = providers_config()
-        if self._router is None or self._router.config is not config:
-            self._router = Router(config)
-        return self._router
+        router = self._router
+        url = settings.REDIS_URL
+        if router is None or router.config is not config or router.cooldowns.url != url:
+            router = self._router = Router(config, cooldowns=shared_cooldowns(url))
+        return router
 
     def clear(self) -> None:
         """Forget the router (its health and clients): a reloaded configuration, or a test."""

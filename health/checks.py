@@ -1,10 +1,11 @@
-"""Component checks of the health probes: database, migrations, Redis and the upstream."""
+"""Component checks of the health probes: database, migrations, Redis, the upstream and the
+providers' resting targets."""
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -33,12 +34,14 @@ class ComponentResult:
     status: Status
     latency_ms: float = 0.0
     error: str = ""
+    # More of the component's state, safe to show (the providers' resting targets).
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": str(self.status), "latency_ms": round(self.latency_ms, 1)}
         if self.error:
             body["error"] = self.error
-        return body
+        return {**body, **self.details}
 
 
 class CheckFailed(Exception):
@@ -148,3 +151,25 @@ async def check_upstream(client: httpx.AsyncClient) -> ComponentResult:
     if not upstream_checked():
         return SKIPPED
     return await _timed("upstream", _upstream_probe(client), failure=Status.DEGRADED)
+
+
+type RestingTargets = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+async def check_providers(resting: RestingTargets) -> ComponentResult:
+    """`degraded` while any provider target rests after failures (here or on another replica):
+    requests go to the other targets, so the service still serves."""
+    targets: list[dict[str, Any]] = []
+
+    async def probe() -> None:
+        targets.extend(await resting())
+
+    result = await _timed("providers", probe(), failure=Status.DEGRADED)
+    if result.status != Status.HEALTHY or not targets:
+        return result
+    return ComponentResult(
+        Status.DEGRADED,
+        result.latency_ms,
+        f"{len(targets)} target(s) resting after failures",
+        details={"resting": targets},
+    )

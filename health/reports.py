@@ -14,9 +14,11 @@ from django.utils import timezone
 from health.checks import (
     SKIPPED,
     ComponentResult,
+    RestingTargets,
     Status,
     check_database,
     check_migrations,
+    check_providers,
     check_redis,
     migrations_forget,
     upstream_checked,
@@ -103,14 +105,17 @@ async def readiness_report() -> Report:
     return Report(checks)
 
 
-async def full_report() -> Report:
-    """Like readiness, but waits (within the timeout) for the first upstream result."""
+async def full_report(*, resting: RestingTargets | None = None) -> Report:
+    """Like readiness, but waits (within the timeout) for the first upstream result; with
+    `resting`, also the providers' resting targets (never part of readiness)."""
     if upstream_checked():
         first = upstream_monitor().first_result(within=settings.HEALTH_TIMEOUT_SECONDS)
         checks, upstream = await asyncio.gather(_dependencies(), first)
     else:
         checks, upstream = await _dependencies(), SKIPPED
     checks["upstream"] = upstream
+    if resting is not None:
+        checks["providers"] = await check_providers(resting)
     return Report(checks)
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
+from health.checks import RestingTargets
 from health.reports import full_report, full_report_body, readiness_report
 from mamba_site.errors import allow_methods, json_errors
 
@@ -30,8 +31,9 @@ async def ready(request: HttpRequest) -> JsonResponse:
 
 @allow_methods("GET", "HEAD")
 @json_errors
-async def health(request: HttpRequest) -> JsonResponse:
-    report = await full_report()
+async def health(request: HttpRequest, resting: RestingTargets | None = None) -> JsonResponse:
+    # `resting`: the providers' resting targets, handed in by mamba_site/urls.py.
+    report = await full_report(resting=resting)
     body = full_report_body(report)
     return _quiet(JsonResponse(body, status=report.http_status, headers=NO_STORE))
 

@@ -164,3 +164,13 @@ def test_admin_issues_a_key_shown_once_with_a_working_copy_button(page: Page) ->
     assert secret not in page.content()
     page.goto("/admin/mamba_site/apikey/")
     assert secret not in page.content()
+
+
+def test_admin_index_opens_the_providers_page(page: Page) -> None:
+    page.goto("/admin/")
+    page.click("#routing-providers a")
+    expect(page.locator("h1")).to_have_text("Providers")
+    expect(page.locator("#providers-source")).to_have_text("MAMBA_OPENAI__* settings")
+    expect(page.locator("#provider-openai")).to_contain_text("MAMBA_OPENAI__API_KEY")
+    expect(page.locator("#provider-openai")).to_contain_text("(set)")
+    assert "sk-fake" not in page.content()

@@ -279,7 +279,7 @@ async def test_health_reports_status_version_timestamp_and_checks(
     assert body["status"] == "healthy"
     assert body["version"] == "0.1.0"
     assert body["timestamp"].endswith("+00:00")
-    assert set(body["checks"]) == {"database", "migrations", "upstream"}
+    assert set(body["checks"]) == {"database", "migrations", "upstream", "providers"}
     for check in body["checks"].values():
         assert check["status"] == "healthy"
         assert isinstance(check["latency_ms"], float)
