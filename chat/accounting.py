@@ -7,7 +7,8 @@ from django.http import HttpRequest
 from chat.steps import ChatRun
 from chat.translate import Usage
 from mamba_site import quotas
-from mamba_site.auth import ANONYMOUS, Principal, spawn
+from mamba_site.auth import ANONYMOUS, Principal
+from mamba_site.background import run_in_background
 from mamba_site.services import usage_record
 
 
@@ -26,7 +27,7 @@ async def stream_admit(principal: Principal) -> Callable[[ChatRun | None], Await
         usage = run.usage if run is not None else Usage()
         await quotas.tokens_add(principal, usage.input_tokens + usage.output_tokens)
         if principal.api_key_id is not None:
-            spawn(
+            run_in_background(
                 usage_record(
                     api_key_id=principal.api_key_id,
                     input_tokens=usage.input_tokens,

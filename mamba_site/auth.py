@@ -13,6 +13,7 @@ import jwt
 from django.conf import settings
 from django.http import HttpRequest
 
+from mamba_site.background import run_in_background
 from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired, Forbidden
 from mamba_site.keys import KEY_PREFIX, key_lookup_prefix, key_matches
 from mamba_site.models import ApiKey
@@ -80,7 +81,6 @@ class _KeySnapshot:
 
 
 _keys = _KeySnapshot()
-_background: set[asyncio.Task[Any]] = set()
 
 
 def api_keys_invalidate(**kwargs: object) -> None:
@@ -147,21 +147,7 @@ def _note_used(key_id: int | None) -> None:
     if now - _keys.last_used_written.get(key_id, -math.inf) < LAST_USED_INTERVAL_SECONDS:
         return
     _keys.last_used_written[key_id] = now
-    spawn(ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=datetime.now(UTC)))
-
-
-def spawn(coroutine: Any) -> None:
-    """Run a write off the request's path; failures are logged, never raised."""
-
-    async def guarded() -> None:
-        try:
-            await coroutine
-        except Exception:
-            logger.exception("Background write failed")
-
-    task = asyncio.get_running_loop().create_task(guarded())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    run_in_background(ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=datetime.now(UTC)))
 
 
 # -- JWT ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Cross-cutting middleware: request id, access log, API authentication, and Django's own
-middleware limited to the admin."""
+"""Cross-cutting middleware: request id, Host validation, access log, API authentication, and
+Django's own middleware limited to the admin."""
 
 import logging
 import time
@@ -63,24 +63,29 @@ class AsyncMiddleware:
 
 
 class RequestIdMiddleware(AsyncMiddleware):
-    """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back.
-    Also refuses a Host outside ALLOWED_HOSTS (Django's CommonMiddleware would, but it runs
-    for the admin only)."""
+    """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back."""
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         request_id = _valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or str(uuid.uuid4())
         request.request_id = request_id  # type: ignore[attr-defined]
         request_id_var.set(request_id)
+        response = await self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class HostValidationMiddleware(AsyncMiddleware):
+    """Refuses a Host outside ALLOWED_HOSTS with a JSON 400 (Django's CommonMiddleware would,
+    but it runs for the admin only). Placed after the request id, so the error carries it."""
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         try:
             request.get_host()
         except DisallowedHost:
-            response: HttpResponseBase = error_response(
+            return error_response(
                 InvalidRequest("The Host header is not one this service answers to."), request
             )
-        else:
-            response = await self.get_response(request)
-        response[REQUEST_ID_HEADER] = request_id
-        return response
+        return await self.get_response(request)
 
 
 class AccessLogMiddleware(AsyncMiddleware):

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mamba_site.middleware.RequestIdMiddleware",
+    "mamba_site.middleware.HostValidationMiddleware",
     "mamba_site.middleware.AccessLogMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
