@@ -44,18 +44,20 @@ class Principal:
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
 
+    # The refusals name only what was asked for: GET /models lists what the caller may use
+    # (its scope as far as it exists), so no message has to list names.
     def check_agent(self, slug: str) -> None:
         if not self.allows_agent(slug):
             raise Forbidden(
-                f"This key may not use agent {slug!r}. "
-                f"Allowed agents: {', '.join(sorted(self.allowed_agents))}."
+                f"These credentials may not use agent {slug!r}. GET /models lists the agents "
+                "they may use."
             )
 
     def check_model(self, model: str) -> None:
         if not self.allows_model(model):
             raise Forbidden(
-                f"This key may not use model {model!r}. "
-                f"Allowed models: {', '.join(sorted(self.allowed_models))}."
+                f"These credentials may not use model {model!r}. GET /models lists the models "
+                "they may use."
             )
 
 

@@ -1,4 +1,5 @@
 import asyncio
+import re
 
 import pytest
 
@@ -141,3 +142,46 @@ async def test_scopes_allow_their_agent_and_model(
     response = await chat(async_client, secret, agent="research", model="gpt-4o-mini")
     assert response.status_code == 200
     await read_stream(response)
+
+
+def words(text):
+    return set(re.findall(r"[\w.-]+", text))
+
+
+async def test_scopes_403_for_an_agent_names_no_other_agent(
+    async_client, api_key_mode, issue_key, agents
+):
+    _, secret = await issue_key(allowed_agents=["research"])
+
+    response = await chat(async_client, secret, agent="main")
+
+    assert response.status_code == 403
+    body = response.json()
+    assert body["detail"] == (
+        "These credentials may not use agent 'main'. GET /models lists the agents they may use."
+    )
+    assert set(body) == {"detail", "code", "request_id"}
+
+
+async def test_scopes_403_for_a_model_names_no_other_model(
+    async_client, api_key_mode, issue_key, agents
+):
+    _, secret = await issue_key(allowed_models=["gpt-4o-mini"])
+
+    response = await chat(async_client, secret, model="gpt-4o")
+
+    assert response.status_code == 403
+    assert "gpt-4o-mini" not in words(response.json()["detail"])
+    assert set(response.json()) == {"detail", "code", "request_id"}
+
+
+async def test_scopes_404_for_an_unknown_agent_names_no_agent(
+    async_client, api_key_mode, issue_key, agents
+):
+    _, secret = await issue_key(allowed_agents=["research"])
+
+    response = await chat(async_client, secret, agent="nope")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "AGENT_NOT_FOUND"
+    assert not set(agents) & words(response.content.decode())
