@@ -151,6 +151,9 @@ AUTH_JWT_SECRET = env.str("AUTH__JWT__SECRET", default="")
 AUTH_JWT_PUBLIC_KEY = env.str("AUTH__JWT__PUBLIC_KEY", default="")
 AUTH_JWT_JWKS_URL = env.str("AUTH__JWT__JWKS_URL", default="")
 AUTH_JWT_JWKS_REFRESH_SECONDS = env.float("AUTH__JWT__JWKS_REFRESH_SECONDS", default=300.0)
+# The key set is fetched again at most this often, whatever tokens arrive (an unknown key id,
+# a rotation); after failures the interval doubles, up to 5 minutes.
+AUTH_JWT_JWKS_MIN_INTERVAL_SECONDS = env.float("AUTH__JWT__JWKS_MIN_INTERVAL_SECONDS", default=10.0)
 AUTH_JWT_ISSUER = env.str("AUTH__JWT__ISSUER", default="")
 AUTH_JWT_AUDIENCE = env.str("AUTH__JWT__AUDIENCE", default="")
 AUTH_JWT_LEEWAY_SECONDS = env.int("AUTH__JWT__LEEWAY_SECONDS", default=30)
