@@ -254,6 +254,9 @@ METRICS_TOKEN = env.str("METRICS__TOKEN", default="")
 HEALTH_OPENAI_CHECK_ENABLED = env.bool("HEALTH__OPENAI_CHECK_ENABLED", default=True)
 HEALTH_CHECK_INTERVAL_SECONDS = env.float("HEALTH__CHECK_INTERVAL_SECONDS", default=30.0)
 HEALTH_TIMEOUT_SECONDS = env.float("HEALTH__TIMEOUT_SECONDS", default=3.0)
+# /health is public: only with this on does it show the version and why a check failed (the
+# upstream's error tells whether the provider takes the gateway's key). The probes stay as is.
+HEALTH_DETAILS = env.bool("HEALTH__DETAILS", default=False)
 # The version /health reports; empty: the one in pyproject.toml.
 VERSION = env.str("VERSION", default="")
 # Kubernetes sets the pod's IP (downward API) so that scrapes by pod IP pass the Host check.
