@@ -92,13 +92,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Redis, when set, holds the cache and the rate-limit counters shared by every replica.
+# Redis, when set, holds the rate-limit counters shared by every replica. No CACHES: nothing
+# uses Django's cache (sessions are in the database; agents and keys have their own caches).
 REDIS_URL = os.environ.get("REDIS_URL", "")
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    if REDIS_URL
-    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-}
 
 # Behind a TLS-terminating ingress: trust its X-Forwarded-Proto, redirect plain HTTP (but not
 # the probes and the metrics scrape, which reach the pod directly), secure cookies, HSTS.

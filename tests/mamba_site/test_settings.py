@@ -1,4 +1,7 @@
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,15 @@ async def test_api_refuses_a_host_outside_allowed_hosts_under_asgi(async_client)
     response = await async_client.get("/openapi.json", headers={"Host": "evil.example"})
     assert response.status_code == 400
     assert response.json()["detail"] == "The Host header is not one this service answers to."
+
+
+def test_settings_use_no_redis_cache_when_redis_url_is_set():
+    # Nothing uses Django's cache: Redis holds the rate-limit counters only.
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/9"}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    code = "import django; django.setup(); from django.core.cache import caches; "
+    code += "print(type(caches['default']).__name__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "LocMemCache"
