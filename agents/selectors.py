@@ -84,12 +84,14 @@ async def agent_get(*, slug: str | None) -> AgentSpec:
     key = slug if slug is not None else cache.default
     agent = cache.agents.get(key) if key is not None else None
     if agent is None:
-        available = sorted(cache.agents)
-        what = f"Agent {slug!r} does not exist or is disabled" if slug else "No default agent"
-        raise AgentNotFound(
-            f"{what}. Available agents: {', '.join(available) or 'none'}.",
-            extra={"available_agents": available},
-        )
+        # No list of the others: this look-up does not know which the caller may use, and
+        # naming agents outside its scope would reveal them. GET /models lists its own.
+        if slug:
+            raise AgentNotFound(
+                f"Agent {slug!r} does not exist or is disabled. GET /models lists the agents "
+                "these credentials may use."
+            )
+        raise AgentNotFound("No default agent is configured: name one with `agent`.")
     return agent
 
 

@@ -8,7 +8,8 @@ from django.http import HttpRequest
 
 from chat.translate import Usage
 from mamba_site import quotas
-from mamba_site.auth import ANONYMOUS, Principal, spawn
+from mamba_site.auth import ANONYMOUS, Principal
+from mamba_site.background import run_in_background
 from mamba_site.services import usage_record
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ async def admit(principal: Principal) -> Admission:
 def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
     """Record a key's usage off the request's path."""
     if principal.api_key_id is not None:
-        spawn(
+        run_in_background(
             usage_record(
                 api_key_id=principal.api_key_id,
                 input_tokens=usage.input_tokens,

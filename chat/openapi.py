@@ -13,15 +13,43 @@ REF = "#/components/schemas/{model}"
 
 ERRORS = {
     "400": "Invalid JSON, empty messages or an unknown tool",
+    "401": "No, wrong or expired credentials (AUTH_REQUIRED, AUTH_INVALID, AUTH_EXPIRED)",
+    "403": "The credentials' scopes leave out the agent or model (FORBIDDEN)",
     "404": "Unknown agent (AGENT_NOT_FOUND) or model (MODEL_NOT_FOUND)",
     "405": "Wrong method",
     "413": "Body over the size limit",
     "415": "Content-Type is not application/json",
     "422": "Body does not match the schema (see `errors`)",
-    "429": "Rate limited by the model provider",
+    "429": "A limit of the credentials (requests per minute, concurrent streams, tokens per "
+    "day) or of the model provider",
     "502": "The model provider failed",
     "503": "The model provider is unreachable or not configured",
     "504": "The model provider timed out",
+}
+
+
+def _header(description: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+HEADERS = {
+    "401": {"WWW-Authenticate": _header('`Bearer realm="mamba"`, with `error="invalid_token"`')},
+    "429": {
+        "Retry-After": _header("Seconds to wait before trying again", "integer"),
+        "RateLimit-Limit": _header("The limit that was reached", "integer"),
+        "RateLimit-Remaining": _header("0", "integer"),
+        "RateLimit-Reset": _header("Seconds until the window resets", "integer"),
+    },
+}
+# Every route below needs credentials (MAMBA_AUTH__MODE), so each can answer 401 and 429.
+AUTHENTICATED = ("401", "429")
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`mamba_…`) or a JWT, as MAMBA_AUTH__MODE allows",
+    },
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 
 
@@ -34,7 +62,14 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _errors(*statuses: str) -> dict[str, Any]:
-    return {s: {"description": ERRORS[s], **_json(ErrorResponse)} for s in statuses}
+    """The error responses, in order of status; each carries the `ErrorResponse` body."""
+    responses: dict[str, Any] = {}
+    for status in sorted({*statuses, *AUTHENTICATED}):
+        response = {"description": ERRORS[status], **_json(ErrorResponse)}
+        if status in HEADERS:
+            response["headers"] = HEADERS[status]
+        responses[status] = response
+    return responses
 
 
 @cache
@@ -56,7 +91,8 @@ def openapi_document() -> dict[str, Any]:
         "requestBody": {"required": True, **_json(TitleRequest)},
         "responses": {
             "200": {"description": "A title, or `useFallback`", **_json(TitleResponse)},
-            **_errors("400", "405", "413", "415", "422"),
+            # Provider failures give `useFallback`, not an error.
+            **_errors("400", "403", "405", "413", "415", "422"),
         },
     }
     return {
@@ -86,7 +122,7 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "string"},
                         }
                     ],
-                    "responses": {"204": {"description": "Nothing to resume"}},
+                    "responses": {"204": {"description": "Nothing to resume"}, **_errors("405")},
                 }
             },
             "/title/generate": {"post": {"summary": "Name a conversation", **title}},
@@ -94,9 +130,13 @@ def openapi_document() -> dict[str, Any]:
             "/models": {
                 "get": {
                     "summary": "The models and agents a caller may use",
-                    "responses": {"200": {"description": "The catalog", **_json(ModelsResponse)}},
+                    "responses": {
+                        "200": {"description": "The catalog", **_json(ModelsResponse)},
+                        **_errors("405"),
+                    },
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"]},
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "components": {"schemas": schemas["$defs"], "securitySchemes": SECURITY_SCHEMES},
     }

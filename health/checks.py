@@ -4,6 +4,8 @@ providers' resting targets."""
 import asyncio
 import logging
 import time
+import weakref
+from asyncio import AbstractEventLoop
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,6 +17,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
+
+from mamba_site.background import run_in_background
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +41,11 @@ class ComponentResult:
     # More of the component's state, safe to show (the providers' resting targets).
     details: Mapping[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, error: bool = True) -> dict[str, Any]:
+        """With `error`, also why it failed and the details (the resting targets' names)."""
         body: dict[str, Any] = {"status": str(self.status), "latency_ms": round(self.latency_ms, 1)}
+        if not error:  # the public report: no errors, no names of targets
+            return body
         if self.error:
             body["error"] = self.error
         return {**body, **self.details}
@@ -111,17 +118,42 @@ async def check_migrations(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
     return await _timed("migrations", _migrations_probe(alias), failure=Status.UNHEALTHY)
 
 
-async def _redis_probe(url: str) -> None:
-    timeout = settings.HEALTH_TIMEOUT_SECONDS
+# One Redis client (so one connection pool) per event loop, as for the upstream: a probe every
+# few seconds reuses its connection instead of opening one. Keyed also by what it was made
+# from, so a changed setting (tests) gets a new client.
+type _RedisConfig = tuple[str, float]
+_redis_clients: weakref.WeakKeyDictionary[AbstractEventLoop, tuple[_RedisConfig, redis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _redis_client() -> redis.Redis:
+    loop = asyncio.get_running_loop()
+    config = (settings.REDIS_URL, settings.HEALTH_TIMEOUT_SECONDS)
+    known = _redis_clients.get(loop)
+    if known is not None and known[0] == config:
+        return known[1]
+    url, timeout = config
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
+    _redis_clients[loop] = (config, client)
+    if known is not None:
+        run_in_background(known[1].aclose())
+    return client
+
+
+async def redis_client_close() -> None:
+    """Close this event loop's client (a test's loop ends; a server keeps its one)."""
+    known = _redis_clients.pop(asyncio.get_running_loop(), None)
+    if known is not None:
+        await known[1].aclose()
+
+
+async def _redis_probe() -> None:
+    await _redis_client().ping()
 
 
 async def check_redis() -> ComponentResult:
-    return await _timed("redis", _redis_probe(settings.REDIS_URL), failure=Status.UNHEALTHY)
+    return await _timed("redis", _redis_probe(), failure=Status.UNHEALTHY)
 
 
 def upstream_checked() -> bool:

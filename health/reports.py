@@ -53,8 +53,8 @@ class Report:
     def failing(self) -> list[str]:
         return [name for name, result in self.checks.items() if result.status == Status.UNHEALTHY]
 
-    def checks_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: result.as_dict() for name, result in self.checks.items()}
+    def checks_dict(self, *, errors: bool = True) -> dict[str, dict[str, Any]]:
+        return {name: result.as_dict(error=errors) for name, result in self.checks.items()}
 
 
 def health_state_reset() -> None:
@@ -120,10 +120,12 @@ async def full_report(*, resting: RestingTargets | None = None) -> Report:
 
 
 def full_report_body(report: Report) -> dict[str, Any]:
-    """The original service's shape: status, version, timestamp and the checks."""
-    return {
-        "status": str(report.status),
-        "version": service_version(),
-        "timestamp": timezone.now().isoformat(),
-        "checks": report.checks_dict(),
-    }
+    """The original service's shape: status, version, timestamp and the checks; the version
+    and the checks' errors only with `HEALTH_DETAILS` (the route is public)."""
+    details = settings.HEALTH_DETAILS
+    body: dict[str, Any] = {"status": str(report.status)}
+    if details:
+        body["version"] = service_version()
+    body["timestamp"] = timezone.now().isoformat()
+    body["checks"] = report.checks_dict(errors=details)
+    return body

@@ -4,6 +4,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -126,7 +127,12 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.action(description="Revoke the selected keys", permissions=("change",))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = sum(api_key_revoke(api_key=key, by=request.user) for key in queryset)
-        self.message_user(request, f"Revoked {revoked} key(s); they stop working at once.")
+        # Other replicas read the key table again every AUTH_KEY_CACHE_SECONDS, not at once.
+        self.message_user(
+            request,
+            f"Revoked {revoked} key(s). They stop working at once on this replica and within "
+            f"{settings.AUTH_KEY_CACHE_SECONDS:g} s on the others.",
+        )
 
 
 @admin.register(ApiKeyUsage)

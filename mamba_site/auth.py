@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import jwt
 from django.conf import settings
 from django.http import HttpRequest
 
+from mamba_site.background import run_in_background
 from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired, Forbidden
+from mamba_site.jwks import jwks_cache
 from mamba_site.keys import KEY_PREFIX, key_lookup_prefix, key_matches
 from mamba_site.models import ApiKey
 
@@ -43,18 +44,20 @@ class Principal:
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
 
+    # The refusals name only what was asked for: GET /models lists what the caller may use
+    # (its scope as far as it exists), so no message has to list names.
     def check_agent(self, slug: str) -> None:
         if not self.allows_agent(slug):
             raise Forbidden(
-                f"This key may not use agent {slug!r}. "
-                f"Allowed agents: {', '.join(sorted(self.allowed_agents))}."
+                f"These credentials may not use agent {slug!r}. GET /models lists the agents "
+                "they may use."
             )
 
     def check_model(self, model: str) -> None:
         if not self.allows_model(model):
             raise Forbidden(
-                f"This key may not use model {model!r}. "
-                f"Allowed models: {', '.join(sorted(self.allowed_models))}."
+                f"These credentials may not use model {model!r}. GET /models lists the models "
+                "they may use."
             )
 
 
@@ -80,7 +83,6 @@ class _KeySnapshot:
 
 
 _keys = _KeySnapshot()
-_background: set[asyncio.Task[Any]] = set()
 
 
 def api_keys_invalidate(**kwargs: object) -> None:
@@ -147,70 +149,32 @@ def _note_used(key_id: int | None) -> None:
     if now - _keys.last_used_written.get(key_id, -math.inf) < LAST_USED_INTERVAL_SECONDS:
         return
     _keys.last_used_written[key_id] = now
-    spawn(ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=datetime.now(UTC)))
-
-
-def spawn(coroutine: Any) -> None:
-    """Run a write off the request's path; failures are logged, never raised."""
-
-    async def guarded() -> None:
-        try:
-            await coroutine
-        except Exception:
-            logger.exception("Background write failed")
-
-    task = asyncio.get_running_loop().create_task(guarded())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    run_in_background(ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=datetime.now(UTC)))
 
 
 # -- JWT ------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Jwks:
-    keys: dict[str, Any] = field(default_factory=dict)
-    fetched_at: float = -math.inf
-    refreshing: asyncio.Task[None] | None = None
-
-
-_jwks = _Jwks()
-
-
-async def _fetch_jwks() -> None:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        response = await client.get(settings.AUTH_JWT_JWKS_URL)
-        response.raise_for_status()
-    key_set = jwt.PyJWKSet.from_dict(response.json())
-    _jwks.keys = {key.key_id or "": key for key in key_set.keys}
-    _jwks.fetched_at = time.monotonic()
-
-
-def _refresh_jwks_in_background() -> None:
-    if _jwks.refreshing is None or _jwks.refreshing.done():
-        _jwks.refreshing = asyncio.get_running_loop().create_task(_fetch_jwks_logged())
-
-
-async def _fetch_jwks_logged() -> None:
-    try:
-        await _fetch_jwks()
-    except Exception as error:
-        logger.warning("Fetching the JWKS failed: %s", type(error).__name__)
+# A key id longer than this is no issuer's: refused before any look-up.
+MAX_KID_LENGTH = 256
 
 
 async def _verification_key(token: str) -> Any:
-    if settings.AUTH_JWT_JWKS_URL:
-        if not _jwks.keys:
-            await _fetch_jwks_logged()  # the very first token waits for the key set
-        elif time.monotonic() - _jwks.fetched_at > settings.AUTH_JWT_JWKS_REFRESH_SECONDS:
-            _refresh_jwks_in_background()
-        kid = jwt.get_unverified_header(token).get("kid") or ""
-        key = _jwks.keys.get(kid) or (_jwks.keys.get("") if len(_jwks.keys) == 1 else None)
-        if key is None:
-            _refresh_jwks_in_background()  # a rotated key appears on the next refresh
-            raise AuthInvalid("The token's signing key is unknown.")
-        return key.key
-    return settings.AUTH_JWT_PUBLIC_KEY or settings.AUTH_JWT_SECRET
+    """The key to verify `token` with. A JWKS fetch may follow only from a well-formed token
+    with an allowed algorithm whose key id is unknown (and at most once per interval); raises
+    `jwt.PyJWTError` for a malformed one."""
+    if not settings.AUTH_JWT_JWKS_URL:
+        return settings.AUTH_JWT_PUBLIC_KEY or settings.AUTH_JWT_SECRET
+    header = jwt.get_unverified_header(token)  # the three segments, and the header's JSON
+    if header.get("alg") not in settings.AUTH_JWT_ALGORITHMS:
+        raise jwt.InvalidAlgorithmError("The algorithm is not allowed")
+    kid = header.get("kid") or ""
+    if len(kid) > MAX_KID_LENGTH:
+        raise jwt.InvalidTokenError("The key id is too long")
+    key = await jwks_cache(settings.AUTH_JWT_JWKS_URL).key(kid)
+    if key is None:
+        raise AuthInvalid("The token's signing key is unknown.")
+    return key.key
 
 
 async def jwt_authenticate(token: str) -> Principal:

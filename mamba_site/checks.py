@@ -5,6 +5,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.checks.security import base as django_security
+from django.core.checks.security import csrf as django_csrf
 from django.core.exceptions import ImproperlyConfigured
 
 from mamba_site.providers import ProvidersConfigError, providers
@@ -113,6 +115,74 @@ def check_providers(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
             )
         ]
     return []
+
+
+# Django's deploy checks look for its own middleware by name. Ours stand in for three of them
+# (async, or limited to the admin), so settings.py silences Django's "not in MIDDLEWARE"
+# warnings (security.W001, W002, W003) and these checks say the same about ours: that each is
+# installed, and what Django would say about the settings it reads.
+SECURITY_MIDDLEWARE = "mamba_site.security.SecurityMiddleware"
+ADMIN_CSRF_MIDDLEWARE = "mamba_site.middleware.AdminCsrfViewMiddleware"
+ADMIN_XFRAME_MIDDLEWARE = "mamba_site.middleware.AdminXFrameOptionsMiddleware"
+
+
+def _missing(middleware: str, stands_in_for: str, what: str, id: str) -> checks.Warning:
+    return checks.Warning(
+        f"{middleware} is not in MIDDLEWARE, so {what}.",
+        hint=f"It stands in for {stands_in_for}: put it back in MIDDLEWARE.",
+        id=id,
+    )
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_security_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if SECURITY_MIDDLEWARE not in settings.MIDDLEWARE:
+        what = (
+            "the SECURE_SSL_REDIRECT, SECURE_HSTS_*, SECURE_CONTENT_TYPE_NOSNIFF, "
+            "SECURE_REFERRER_POLICY and SECURE_CROSS_ORIGIN_OPENER_POLICY settings have no effect"
+        )
+        return [_missing(SECURITY_MIDDLEWARE, "SecurityMiddleware", what, "mamba.W010")]
+    messages: list[checks.CheckMessage] = []
+    if not settings.SECURE_HSTS_SECONDS:
+        messages.append(django_security.W004)
+    else:
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS is not True:
+            messages.append(django_security.W005)
+        if settings.SECURE_HSTS_PRELOAD is not True:
+            messages.append(django_security.W021)
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF is not True:
+        messages.append(django_security.W006)
+    if settings.SECURE_SSL_REDIRECT is not True:
+        messages.append(django_security.W008)
+    policy = settings.SECURE_REFERRER_POLICY
+    if policy is None:
+        messages.append(django_security.W022)
+    else:
+        values = {v.strip() for v in policy.split(",")} if isinstance(policy, str) else set(policy)
+        if not values <= django_security.REFERRER_POLICY_VALUES:
+            messages.append(django_security.E023)
+    opener = settings.SECURE_CROSS_ORIGIN_OPENER_POLICY
+    if opener is not None and opener not in django_security.CROSS_ORIGIN_OPENER_POLICY_VALUES:
+        messages.append(django_security.E024)
+    return messages
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_admin_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    if ADMIN_CSRF_MIDDLEWARE not in settings.MIDDLEWARE:
+        what = "the admin's forms have no CSRF protection"
+        messages.append(_missing(ADMIN_CSRF_MIDDLEWARE, "CsrfViewMiddleware", what, "mamba.W011"))
+    elif not settings.CSRF_USE_SESSIONS and settings.CSRF_COOKIE_SECURE is not True:
+        messages.append(django_csrf.W016)
+    if ADMIN_XFRAME_MIDDLEWARE not in settings.MIDDLEWARE:
+        what = "the admin's pages may be framed (clickjacking)"
+        messages.append(
+            _missing(ADMIN_XFRAME_MIDDLEWARE, "XFrameOptionsMiddleware", what, "mamba.W012")
+        )
+    elif settings.X_FRAME_OPTIONS != "DENY":
+        messages.append(django_security.W019)
+    return messages
 
 
 def log_startup_warnings() -> None:

@@ -1,6 +1,7 @@
-"""Cross-cutting middleware: request id, access log, API authentication, and Django's own
-middleware limited to the admin."""
+"""Cross-cutting middleware: request id, Host validation, access log, API authentication, and
+Django's own middleware limited to the admin."""
 
+import functools
 import logging
 import time
 import uuid
@@ -9,6 +10,7 @@ from inspect import iscoroutinefunction, markcoroutinefunction
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -18,6 +20,7 @@ from django.http.response import HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import Resolver404, resolve
 from django.utils.deprecation import MiddlewareMixin
 
 from mamba_site import metrics
@@ -63,24 +66,29 @@ class AsyncMiddleware:
 
 
 class RequestIdMiddleware(AsyncMiddleware):
-    """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back.
-    Also refuses a Host outside ALLOWED_HOSTS (Django's CommonMiddleware would, but it runs
-    for the admin only)."""
+    """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back."""
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         request_id = _valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or str(uuid.uuid4())
         request.request_id = request_id  # type: ignore[attr-defined]
         request_id_var.set(request_id)
+        response = await self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class HostValidationMiddleware(AsyncMiddleware):
+    """Refuses a Host outside ALLOWED_HOSTS with a JSON 400 (Django's CommonMiddleware would,
+    but it runs for the admin only). Placed after the request id, so the error carries it."""
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         try:
             request.get_host()
         except DisallowedHost:
-            response: HttpResponseBase = error_response(
+            return error_response(
                 InvalidRequest("The Host header is not one this service answers to."), request
             )
-        else:
-            response = await self.get_response(request)
-        response[REQUEST_ID_HEADER] = request_id
-        return response
+        return await self.get_response(request)
 
 
 class AccessLogMiddleware(AsyncMiddleware):
@@ -90,8 +98,7 @@ class AccessLogMiddleware(AsyncMiddleware):
         started = time.perf_counter()
         response = await self.get_response(request)
         duration = time.perf_counter() - started
-        match = request.resolver_match
-        route = "/" + match.route if match is not None and match.route else "unmatched"
+        route = route_of(request)
         metrics.http_requests.labels(route, request.method, response.status_code).inc()
         metrics.http_duration.labels(route, request.method).observe(duration)
         level = logging.DEBUG if request.path.startswith(QUIET_PREFIXES) else logging.INFO
@@ -113,6 +120,26 @@ class AccessLogMiddleware(AsyncMiddleware):
             },
         )
         return response
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern that serves the request's path, as metrics and logs label it."""
+    match = request.resolver_match
+    if match is not None:
+        return "/" + match.route if match.route else "unmatched"
+    # A middleware answered before the view ran (401, 429, a redirect): resolve the path.
+    urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
+    return _route_of_path(request.path_info, urlconf)
+
+
+# Bounded: paths are chosen by clients; a miss costs one walk of the URL patterns.
+@functools.lru_cache(maxsize=1024)
+def _route_of_path(path: str, urlconf: str) -> str:
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return "unmatched"
+    return "/" + match.route if match.route else "unmatched"
 
 
 class ApiAuthMiddleware(AsyncMiddleware):

@@ -8,12 +8,6 @@ from django.db import models
 from django.utils import timezone
 
 
-class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
-    def active(self) -> "ApiKeyQuerySet":
-        now = timezone.now()
-        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
-
-
 class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     owner = models.ForeignKey(
@@ -52,8 +46,6 @@ class ApiKey(models.Model):
     tokens_per_day = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: no limit."
     )
-
-    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ("-created_at",)

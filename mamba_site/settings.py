@@ -60,9 +60,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mamba_site.middleware.RequestIdMiddleware",
+    "mamba_site.middleware.HostValidationMiddleware",
     "mamba_site.middleware.AccessLogMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    # HTTPS redirect and security headers (Django's SecurityMiddleware, async; see checks.py).
+    "mamba_site.security.SecurityMiddleware",
     # Serves the admin's static files under daphne, also with DEBUG off (async-capable).
     "servestatic.middleware.ServeStaticMiddleware",
     # Sessions, users, CSRF and messages serve the admin only: API requests skip them.
@@ -74,6 +76,10 @@ MIDDLEWARE = [
     "mamba_site.middleware.AdminMessageMiddleware",
     "mamba_site.middleware.AdminXFrameOptionsMiddleware",
 ]
+
+# Django's deploy checks for these three look for its own middleware by name; ours stand in
+# for them, and mamba_site/checks.py checks ours (installed, and the same settings).
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "mamba_site.urls"
 ASGI_APPLICATION = "mamba_site.asgi.application"
@@ -107,13 +113,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Redis, when set, holds the cache and the rate-limit counters shared by every replica.
+# Redis, when set, holds the rate-limit counters shared by every replica. No CACHES: nothing
+# uses Django's cache (sessions are in the database; agents and keys have their own caches).
 REDIS_URL = os.environ.get("REDIS_URL", "")
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    if REDIS_URL
-    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-}
 
 # Behind a TLS-terminating ingress: trust its X-Forwarded-Proto, redirect plain HTTP (but not
 # the probes and the metrics scrape, which reach the pod directly), secure cookies, HSTS.
@@ -166,6 +168,9 @@ AUTH_JWT_SECRET = env.str("AUTH__JWT__SECRET", default="")
 AUTH_JWT_PUBLIC_KEY = env.str("AUTH__JWT__PUBLIC_KEY", default="")
 AUTH_JWT_JWKS_URL = env.str("AUTH__JWT__JWKS_URL", default="")
 AUTH_JWT_JWKS_REFRESH_SECONDS = env.float("AUTH__JWT__JWKS_REFRESH_SECONDS", default=300.0)
+# The key set is fetched again at most this often, whatever tokens arrive (an unknown key id,
+# a rotation); after failures the interval doubles, up to 5 minutes.
+AUTH_JWT_JWKS_MIN_INTERVAL_SECONDS = env.float("AUTH__JWT__JWKS_MIN_INTERVAL_SECONDS", default=10.0)
 AUTH_JWT_ISSUER = env.str("AUTH__JWT__ISSUER", default="")
 AUTH_JWT_AUDIENCE = env.str("AUTH__JWT__AUDIENCE", default="")
 AUTH_JWT_LEEWAY_SECONDS = env.int("AUTH__JWT__LEEWAY_SECONDS", default=30)
@@ -289,6 +294,9 @@ METRICS_TOKEN = env.str("METRICS__TOKEN", default="")
 HEALTH_OPENAI_CHECK_ENABLED = env.bool("HEALTH__OPENAI_CHECK_ENABLED", default=True)
 HEALTH_CHECK_INTERVAL_SECONDS = env.float("HEALTH__CHECK_INTERVAL_SECONDS", default=30.0)
 HEALTH_TIMEOUT_SECONDS = env.float("HEALTH__TIMEOUT_SECONDS", default=3.0)
+# /health is public: only with this on does it show the version and why a check failed (the
+# upstream's error tells whether the provider takes the gateway's key). The probes stay as is.
+HEALTH_DETAILS = env.bool("HEALTH__DETAILS", default=False)
 # The version /health reports; empty: the one in pyproject.toml.
 VERSION = env.str("VERSION", default="")
 # Kubernetes sets the pod's IP (downward API) so that scrapes by pod IP pass the Host check.

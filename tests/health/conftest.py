@@ -7,6 +7,7 @@ import pytest
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 
+from health.checks import redis_client_close
 from health.monitor import upstream_monitor_stop
 from health.reports import health_state_reset
 from tests.services import redis_url
@@ -17,6 +18,7 @@ async def _fresh_health_state():
     health_state_reset()
     yield
     await upstream_monitor_stop()
+    await redis_client_close()
     health_state_reset()
 
 
@@ -120,3 +122,50 @@ async def asgi_get(path, host):
     }
     await ASGIHandler()(scope, receive, send)
     return next(m["status"] for m in messages if m["type"] == "http.response.start")
+
+
+class RedisProxy:
+    """A TCP proxy in front of the local Redis that counts the connections made through it."""
+
+    def __init__(self, port):
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.connections = 0
+        self.closed_by_client = asyncio.Event()
+        self.writers = []
+
+    async def handle(self, reader, writer):
+        self.connections += 1
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        self.writers += [writer, upstream_writer]
+        await asyncio.gather(
+            self._from_client(reader, upstream_writer),
+            self._pipe(upstream_reader, writer),
+            return_exceptions=True,
+        )
+
+    async def _from_client(self, reader, upstream_writer):
+        await self._pipe(reader, upstream_writer)
+        self.closed_by_client.set()
+
+    @staticmethod
+    async def _pipe(source, target):
+        try:
+            while data := await source.read(65536):
+                target.write(data)
+                await target.drain()
+        finally:
+            target.close()
+
+
+@pytest.fixture
+async def redis_proxy():
+    listener = await asyncio.start_server(lambda r, w: proxy.handle(r, w), "127.0.0.1", 0)
+    proxy = RedisProxy(listener.sockets[0].getsockname()[1])
+    try:
+        yield proxy
+    finally:
+        await redis_client_close()
+        for writer in proxy.writers:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()

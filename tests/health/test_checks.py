@@ -1,3 +1,4 @@
+import asyncio
 import socket
 
 import httpx
@@ -136,3 +137,15 @@ async def test_monitor_first_result_is_pending_until_a_check_finishes(
 
 def test_probe_fails_when_nothing_listens(closed_port):
     assert probe.main(["--port", str(closed_port), "--timeout", "1"]) == 1
+
+
+async def test_check_redis_replaces_its_client_when_the_settings_change(settings, redis_proxy):
+    settings.REDIS_URL = redis_proxy.url
+    assert (await checks.check_redis()).status == Status.HEALTHY
+    settings.HEALTH_TIMEOUT_SECONDS = 2.5
+
+    assert (await checks.check_redis()).status == Status.HEALTHY
+    async with asyncio.timeout(2):
+        await redis_proxy.closed_by_client.wait()  # the old client, closed in the background
+
+    assert redis_proxy.connections == 2

@@ -69,7 +69,8 @@ async def test_health_providers_component_is_healthy_when_no_target_rests(
     assert body["status"] == "healthy"
 
 
-async def test_health_shows_a_resting_target_as_degraded(async_client, providers_file):
+async def test_health_shows_a_resting_target_as_degraded(async_client, providers_file, settings):
+    settings.HEALTH_DETAILS = True
     await fail_once(routers.get())
 
     response = await async_client.get("/health")
@@ -89,6 +90,17 @@ async def test_health_shows_a_resting_target_as_degraded(async_client, providers
     assert "127.0.0.1" not in response.content.decode()
 
 
+async def test_health_without_details_names_no_target(async_client, providers_file):
+    await fail_once(routers.get())
+
+    response = await async_client.get("/health")
+
+    providers = response.json()["checks"]["providers"]
+    assert providers["status"] == "degraded"
+    assert set(providers) == {"status", "latency_ms"}
+    assert "solo-model" not in response.content.decode()
+
+
 async def test_ready_ignores_resting_targets(async_client, providers_file):
     await fail_once(routers.get())
 
@@ -102,6 +114,7 @@ async def test_ready_ignores_resting_targets(async_client, providers_file):
 async def test_health_shows_a_target_resting_on_another_replica(
     async_client, providers_file, shared_redis, settings
 ):
+    settings.HEALTH_DETAILS = True
     other = Router(
         from_file(providers_file, environ={}, mock_enabled=False),
         cooldowns=RedisCooldowns(REDIS_URL),

@@ -2,6 +2,7 @@ import asyncio
 import logging
 import statistics
 import time
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -267,8 +268,9 @@ async def test_ready_restarts_an_upstream_task_that_stopped(
 
 @pytest.mark.django_db(transaction=True)
 async def test_health_reports_status_version_timestamp_and_checks(
-    upstream_models_url, async_client, respx_mock
+    upstream_models_url, async_client, respx_mock, settings
 ):
+    settings.HEALTH_DETAILS = True
     respx_mock.get(upstream_models_url).mock(return_value=httpx.Response(200, json={"data": []}))
 
     response = await async_client.get("/health")
@@ -310,6 +312,7 @@ async def test_health_is_degraded_not_503_when_the_upstream_refuses_the_key(
 async def test_health_shows_no_secret_nor_provider_body(
     upstream_models_url, async_client, settings, respx_mock, unreachable_database
 ):
+    settings.HEALTH_DETAILS = True  # even with the errors shown
     settings.OPENAI_API_KEY = API_KEY
     settings.REDIS_URL = "redis://:redis-password@127.0.0.1:1/0"
     provider_body = {"error": {"message": f"Incorrect API key provided: {API_KEY} PROVIDER-TEXT"}}
@@ -325,6 +328,41 @@ async def test_health_shows_no_secret_nor_provider_body(
         assert secret not in text
     upstream = response.json()["checks"]["upstream"]
     assert upstream["error"] == "the provider refused the gateway's credentials (HTTP 401)"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_health_shows_no_version_nor_errors_by_default(
+    upstream_models_url, async_client, respx_mock
+):
+    respx_mock.get(upstream_models_url).mock(return_value=httpx.Response(401))
+
+    response = await async_client.get("/health")
+
+    body = response.json()
+    assert set(body) == {"status", "timestamp", "checks"}
+    assert body["status"] == "degraded"
+    assert body["checks"]["upstream"] == {"status": "degraded", "latency_ms": ANY}
+    assert "credentials" not in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_ready_keeps_its_errors_without_details(async_client, settings, closed_port):
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
+
+    response = await async_client.get("/health/ready")
+
+    assert response.json()["checks"]["redis"]["error"] == "redis check failed (ConnectionError)"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_probes_reuse_one_redis_connection(async_client, settings, redis_proxy):
+    settings.REDIS_URL = redis_proxy.url
+
+    for path in ["/health/ready"] * 5 + ["/health"] * 2:
+        response = await async_client.get(path)
+        assert response.json()["checks"]["redis"]["status"] == "healthy"
+
+    assert redis_proxy.connections == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -53,3 +53,75 @@ def test_checks_reject_an_unknown_max_tokens_param(settings):
     assert ids(check_max_tokens_param()) == ["mamba.E004"]
     settings.OPENAI_MAX_TOKENS_PARAM = "max_completion_tokens"
     assert check_max_tokens_param() == []
+
+
+def deploy_check_ids():
+    """The ids `manage.py check --deploy` reports (silenced ones left out, as it does)."""
+    from django.core import checks
+
+    messages = checks.run_checks(include_deployment_checks=True, tags=["security"])
+    return {m.id for m in messages if not m.is_silenced()}
+
+
+@pytest.fixture
+def hardened(settings):
+    """Every setting Django's deploy checks look at, as strict as they ask for."""
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = settings.SECURE_HSTS_PRELOAD = True
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
+    return settings
+
+
+def test_checks_deploy_finds_the_async_security_middleware(hardened):
+    ids = deploy_check_ids()
+    # Django's own "not installed" warnings are silenced; ours find our stand-ins installed.
+    assert not ids & {"security.W001", "security.W002", "security.W003"}
+    assert not {i for i in ids if i.startswith("mamba.")}
+    assert ids <= {"security.W009"}  # the test settings' short SECRET_KEY
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("SECURE_HSTS_SECONDS", 0, "security.W004"),
+        ("SECURE_HSTS_INCLUDE_SUBDOMAINS", False, "security.W005"),
+        ("SECURE_HSTS_PRELOAD", False, "security.W021"),
+        ("SECURE_CONTENT_TYPE_NOSNIFF", False, "security.W006"),
+        ("SECURE_SSL_REDIRECT", False, "security.W008"),
+        ("SECURE_REFERRER_POLICY", None, "security.W022"),
+        ("SECURE_REFERRER_POLICY", "everywhere", "security.E023"),
+        ("SECURE_CROSS_ORIGIN_OPENER_POLICY", "open", "security.E024"),
+        ("CSRF_COOKIE_SECURE", False, "security.W016"),
+        ("X_FRAME_OPTIONS", "SAMEORIGIN", "security.W019"),
+    ],
+)
+def test_checks_deploy_warns_about_weak_security_settings(hardened, setting, value, expected):
+    assert expected not in deploy_check_ids()
+    setattr(hardened, setting, value)
+    assert expected in deploy_check_ids()
+
+
+@pytest.mark.parametrize(
+    ("middleware", "expected"),
+    [
+        ("mamba_site.security.SecurityMiddleware", "mamba.W010"),
+        ("mamba_site.middleware.AdminCsrfViewMiddleware", "mamba.W011"),
+        ("mamba_site.middleware.AdminXFrameOptionsMiddleware", "mamba.W012"),
+    ],
+)
+def test_checks_deploy_warns_when_a_stand_in_middleware_is_missing(settings, middleware, expected):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != middleware]
+    assert expected in deploy_check_ids()
+
+
+def test_checks_deploy_reports_hsts_off_through_the_command(settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.SECURE_HSTS_SECONDS = 0
+    out, err = StringIO(), StringIO()
+    call_command("check", "--deploy", stdout=out, stderr=err)
+    output = out.getvalue() + err.getvalue()
+    assert "security.W004" in output
+    assert "security.W001" not in output

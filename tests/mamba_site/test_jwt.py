@@ -1,14 +1,13 @@
 import base64
 import json
 import time
+import uuid
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from mamba_site import auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +19,8 @@ RSA_PUBLIC_PEM = (
     .decode()
 )
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
-JWKS_URL = "https://idp.test/.well-known/jwks.json"
+# One per test run: each JWKS URL has its own cache of keys.
+JWKS_URL = f"https://idp.test/{uuid.uuid4()}/jwks.json"
 
 
 def claims(**overrides):
@@ -130,14 +130,12 @@ async def test_jwt_from_jwks_url(async_client, rs256, respx_mock):
     route = respx_mock.get(JWKS_URL).mock(
         return_value=httpx.Response(200, json={"keys": [{**public, "kid": "k1", "use": "sig"}]})
     )
-    auth._jwks.keys.clear()
     token = jwt.encode(claims(), RSA_KEY, "RS256", headers={"kid": "k1"})
     assert (await call(async_client, token)).status_code == 200
     assert (await call(async_client, token)).status_code == 200
     assert route.call_count == 1  # cached
     unknown = jwt.encode(claims(), RSA_KEY, "RS256", headers={"kid": "other"})
     await assert_rejected(async_client, unknown)
-    auth._jwks.keys.clear()
 
 
 async def test_jwt_and_api_key_mode_accepts_both(async_client, hs256, transactional_db):

@@ -60,7 +60,10 @@ def test_admin_revoke_action(admin_client, admin_user):
         {"action": "revoke", "_selected_action": [api_key.pk], "index": 0, "select_across": 0},
         follow=True,
     )
-    assert "Revoked 1 key(s)" in response.content.decode()
+    assert (
+        "Revoked 1 key(s). They stop working at once on this replica and within 5 s on the others."
+        in response.content.decode()
+    )
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
     assert api_key.revoked_by == admin_user
@@ -112,3 +115,15 @@ def test_createapikey_prints_the_secret_alone_on_the_last_line():
     assert api_key.expires_at is not None
     assert "cannot be shown again" in err.getvalue()
     assert secret not in err.getvalue()
+
+
+def test_admin_revoke_message_states_the_cache_period(admin_client, settings):
+    settings.AUTH_KEY_CACHE_SECONDS = 2.5
+    add_key(admin_client)
+    api_key = ApiKey.objects.get()
+    response = admin_client.post(
+        reverse("admin:mamba_site_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [api_key.pk], "index": 0, "select_across": 0},
+        follow=True,
+    )
+    assert "within 2.5 s on the others" in response.content.decode()

@@ -1,4 +1,5 @@
 import asyncio
+import re
 
 import pytest
 
@@ -185,3 +186,46 @@ async def test_limits_title_model_outside_the_key_scope_is_a_fallback(
     assert route.call_count == 0
     refused = await title(async_client, secret, model="gpt-4o-mini")  # named by the client
     assert refused.status_code == 403
+
+
+def words(text):
+    return set(re.findall(r"[\w.-]+", text))
+
+
+async def test_scopes_403_for_an_agent_names_no_other_agent(
+    async_client, api_key_mode, issue_key, agents
+):
+    _, secret = await issue_key(allowed_agents=["research"])
+
+    response = await chat(async_client, secret, agent="main")
+
+    assert response.status_code == 403
+    body = response.json()
+    assert body["detail"] == (
+        "These credentials may not use agent 'main'. GET /models lists the agents they may use."
+    )
+    assert set(body) == {"detail", "code", "request_id"}
+
+
+async def test_scopes_403_for_a_model_names_no_other_model(
+    async_client, api_key_mode, issue_key, agents
+):
+    _, secret = await issue_key(allowed_models=["gpt-4o-mini"])
+
+    response = await chat(async_client, secret, model="gpt-4o")
+
+    assert response.status_code == 403
+    assert "gpt-4o-mini" not in words(response.json()["detail"])
+    assert set(response.json()) == {"detail", "code", "request_id"}
+
+
+async def test_scopes_404_for_an_unknown_agent_names_no_agent(
+    async_client, api_key_mode, issue_key, agents
+):
+    _, secret = await issue_key(allowed_agents=["research"])
+
+    response = await chat(async_client, secret, agent="nope")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "AGENT_NOT_FOUND"
+    assert not set(agents) & words(response.content.decode())

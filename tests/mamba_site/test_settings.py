@@ -122,3 +122,15 @@ def test_test_settings_ignore_a_dotenv_file(tmp_path):
     )
 
     assert loaded["TITLE_MAX_LENGTH"] == 50
+
+
+def test_settings_use_no_redis_cache_when_redis_url_is_set():
+    # Nothing uses Django's cache: Redis holds the rate-limit counters only.
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/9"}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    code = "import django; django.setup(); from django.core.cache import caches; "
+    code += "print(type(caches['default']).__name__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "LocMemCache"
