@@ -44,7 +44,7 @@ async def playground_chat(request: HttpRequest) -> HttpResponseBase:
 
 
 async def _chat(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request, ChatRequest)
+    body = await parse_body(request, ChatRequest)
     principal = principal_of(request)
     agent = await agent_get(slug=body.agent)
     plan = plan_chat(body=body, agent=agent, principal=principal)
@@ -85,7 +85,7 @@ def stream_limits() -> protocol.StreamLimits:
 @allow_methods("POST")
 @json_errors
 async def generate_title(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request, TitleRequest)
+    body = await parse_body(request, TitleRequest)
     if body.model:
         principal_of(request).check_model(body.model.removeprefix(upstream.OPENAI_PREFIX))
     text = conversation_text(user_message=body.user_message, messages=body.messages)
