@@ -145,7 +145,7 @@ async def test_chat_accepts_json_up_to_the_depth_limit(async_client, settings):
 
 async def test_chat_reports_errors_of_a_body_validated_off_the_loop(async_client):
     body = {"messages": [user(str(i), id=str(i)) for i in range(800)], "model": ""}
-    response = await post(async_client, body)  # over 5000 JSON values: a worker thread
+    response = await post(async_client, body)  # over ON_LOOP_MAX_VALUES: the worker thread
     assert [e["loc"] for e in assert_error(response, 422, "VALIDATION_ERROR")["errors"]] == [
         "model"
     ]

@@ -4,8 +4,13 @@ import pytest
 from django.test import RequestFactory
 from pydantic import BaseModel
 
-from mamba_site.bodies import THREAD_ABOVE_VALUES, json_values_bound, parse_body
-from mamba_site.errors import InvalidRequest
+from mamba_site.bodies import (
+    ON_LOOP_MAX_BYTES,
+    ON_LOOP_MAX_VALUES,
+    json_values_bound,
+    parse_body,
+)
+from mamba_site.errors import InvalidRequest, PayloadTooLarge
 
 
 class Numbers(BaseModel):
@@ -51,12 +56,25 @@ def test_json_values_bound_is_over_the_limit_with_too_many_strings():
 
 
 async def test_parse_body_validates_a_body_with_many_values_off_the_loop():
-    values = list(range(THREAD_ABOVE_VALUES + 1))
+    values = list(range(ON_LOOP_MAX_VALUES + 1))
+    parsed = await parse_body(request(json.dumps({"values": values})), Numbers)
+    assert parsed.values == values
+
+
+async def test_parse_body_validates_a_large_body_off_the_loop():
+    values = [10**9] * (ON_LOOP_MAX_BYTES // 10)
     parsed = await parse_body(request(json.dumps({"values": values})), Numbers)
     assert parsed.values == values
 
 
 async def test_parse_body_reports_invalid_json_from_off_the_loop():
-    body = "[" + "1," * (THREAD_ABOVE_VALUES + 1)
+    body = "[" + "1," * (ON_LOOP_MAX_VALUES + 1)
     with pytest.raises(InvalidRequest):
+        await parse_body(request(body), Numbers)
+
+
+async def test_parse_body_refuses_too_many_values_from_off_the_loop(settings):
+    settings.CHAT_MAX_JSON_VALUES = 1000
+    body = json.dumps({"values": [1] * 1000, "pad": "x" * ON_LOOP_MAX_BYTES})
+    with pytest.raises(PayloadTooLarge, match="more than 1000 JSON values"):
         await parse_body(request(body), Numbers)
