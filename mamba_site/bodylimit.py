@@ -8,6 +8,7 @@
 # daphne buffers a body before it calls any application; `mamba_site.serve` caps that buffer
 # with the same limit and the same answer.
 
+import logging
 from collections.abc import Iterable
 
 import orjson
@@ -24,6 +25,8 @@ from mamba_site.errors import ApiError, InvalidRequest, PayloadTooLarge, error_b
 from mamba_site.logs import REQUEST_ID_HEADER, request_id_from
 
 type Headers = Iterable[tuple[bytes, bytes]]
+
+logger = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 
@@ -71,8 +74,12 @@ def error_parts(error: ApiError, request_id: str) -> tuple[list[tuple[bytes, byt
     return headers, body
 
 
-async def send_error(send: ASGISendCallable, error: ApiError, headers: Headers) -> None:
-    response_headers, body = error_parts(error, request_id_of(headers))
+async def send_error(
+    send: ASGISendCallable, error: ApiError, headers: Headers, reason: str
+) -> None:
+    request_id = request_id_of(headers)
+    logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
+    response_headers, body = error_parts(error, request_id)
     await send(
         {
             "type": "http.response.start",
@@ -102,10 +109,11 @@ class BodyLimit:
         try:
             length = declared_length(headers)
         except ValueError:
-            await send_error(send, invalid_length(), headers)
+            await send_error(send, invalid_length(), headers, "invalid Content-Length")
             return
         if length is not None and length > self.max_body_bytes:
-            await send_error(send, body_too_large(self.max_body_bytes), headers)
+            reason = f"Content-Length {length} over {self.max_body_bytes}"
+            await send_error(send, body_too_large(self.max_body_bytes), headers, reason)
             return
         body = _CountedBody(receive, send, self.max_body_bytes, headers)
         await self.app(scope, body.receive, body.send)
@@ -142,7 +150,9 @@ class _CountedBody:
                 self.cut = True
                 if not self.response_started:
                     self.answered = True
-                    await send_error(self._send, body_too_large(self.max_body_bytes), self.headers)
+                    error = body_too_large(self.max_body_bytes)
+                    reason = f"body over {self.max_body_bytes} bytes"
+                    await send_error(self._send, error, self.headers, reason)
                 return {"type": "http.disconnect"}
         return message
 

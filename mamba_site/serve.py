@@ -93,12 +93,12 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         channel.transport.loseWriteConnection()
         loop = asyncio.get_running_loop()
         self.linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
-        logger.info(
-            "Refused a request body over %d bytes (%s)",
-            limit,
-            "chunked" if declared is None else f"Content-Length {declared}",
-            extra={"request_id": request_id},
+        reason = (
+            f"body over {limit} bytes"
+            if declared is None
+            else f"Content-Length {declared} over {limit}"
         )
+        logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
 
     def process(self) -> Any:
         if self.refused:
