@@ -55,7 +55,7 @@ def declared_length(headers: Headers) -> int | None:
     return int(values.pop())
 
 
-def request_id_of(headers: Headers) -> str:
+def request_id_in(headers: Headers) -> str:
     for name, value in headers:
         if name.lower() == REQUEST_ID_KEY:
             return request_id_from(value.decode("latin-1"))
@@ -77,7 +77,7 @@ def error_parts(error: ApiError, request_id: str) -> tuple[list[tuple[bytes, byt
 async def send_error(
     send: ASGISendCallable, error: ApiError, headers: Headers, reason: str
 ) -> None:
-    request_id = request_id_of(headers)
+    request_id = request_id_in(headers)
     logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
     response_headers, body = error_parts(error, request_id)
     await send(

@@ -34,7 +34,7 @@ from django.conf import settings
 from twisted.internet import defer, reactor
 
 from mamba_site import lifecycle
-from mamba_site.bodylimit import body_too_large, error_parts, request_id_of
+from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
 
 logger = logging.getLogger("mamba.serve")
 
@@ -79,7 +79,7 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
             for name, values in self.requestHeaders.getAllRawHeaders()
             for value in values
         ]
-        request_id = request_id_of(headers)
+        request_id = request_id_in(headers)
         response_headers, body = error_parts(body_too_large(limit), request_id)
         head = [b"HTTP/1.1 413 Payload Too Large", *(b"%s: %s" % h for h in response_headers)]
         head.append(b"connection: close")
