@@ -3,16 +3,72 @@
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     JsonValue,
+    SkipValidation,
     Tag,
+    ValidationInfo,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 NAME_MAX = 200
+
+
+# -- Limits ----------------------------------------------------------------------------------
+# `mamba_site.bodies` passes the settings' limits in pydantic's validation context
+# (`max_messages`, `max_parts_per_message`, `max_text_chars`, `max_json_depth`); validated
+# without a context, a body has no limits.
+
+
+def _limit(info: ValidationInfo, name: str) -> int | None:
+    context = info.context
+    value = context.get(name) if isinstance(context, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def _at_most(name: str, error: str, message: str) -> BeforeValidator:
+    """A before-validator refusing a list longer than the context's limit `name`."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        limit = _limit(info, name)
+        if limit is not None and isinstance(value, list) and len(value) > limit:
+            raise PydanticCustomError(error, message, {"limit": limit, "count": len(value)})
+        return value
+
+    return BeforeValidator(check)
+
+
+def json_depth(value: Any, *, stop_above: int) -> int:
+    """How deep `value` nests lists and objects (a scalar: 0), counted up to `stop_above` + 1."""
+    depth = 0
+    containers = [value] if isinstance(value, dict | list) else []
+    while containers and depth <= stop_above:
+        depth += 1
+        children: list[Any] = []
+        for container in containers:
+            children.extend(container.values() if isinstance(container, dict) else container)
+        containers = [child for child in children if isinstance(child, dict | list)]
+    return depth
+
+
+def _shallow(value: Any, info: ValidationInfo) -> Any:
+    limit = _limit(info, "max_json_depth")
+    if limit is not None and json_depth(value, stop_above=limit) > limit:
+        raise PydanticCustomError(
+            "json_too_deep", "JSON may nest at most {limit} levels deep", {"limit": limit}
+        )
+    return value
+
+
+# Tool inputs and outputs, data parts: JSON as the parser made it, so only JSON types. Checking
+# that again as `JsonValue` visited every value in pydantic, most of the cost of a large body.
+FreeJson = Annotated[SkipValidation[JsonValue], AfterValidator(_shallow)]
 
 
 class Part(BaseModel):
@@ -65,8 +121,8 @@ class ToolPart(Part):
     tool_name: str | None = Field(default=None, alias="toolName")
     tool_call_id: str = Field(alias="toolCallId", min_length=1)
     state: ToolState
-    input: JsonValue = None
-    output: JsonValue = None
+    input: FreeJson = None
+    output: FreeJson = None
     error_text: str | None = Field(default=None, alias="errorText")
     approval: Approval | None = None
 
@@ -86,7 +142,7 @@ class ToolPart(Part):
 
 class DataPart(Part):
     type: str = Field(pattern=r"^data-.+$")
-    data: JsonValue = None
+    data: FreeJson = None
 
 
 class OtherPart(Part):
@@ -131,7 +187,14 @@ class UIMessage(BaseModel):
 
     id: str = ""
     role: Literal["system", "user", "assistant"]
-    parts: list[UIMessagePart] = Field(default_factory=list)
+    parts: Annotated[
+        list[UIMessagePart],
+        _at_most(
+            "max_parts_per_message",
+            "too_many_parts",
+            "A message may have at most {limit} parts; this one has {count}",
+        ),
+    ] = Field(default_factory=list)
     content: str | None = Field(default=None, description="Plain text instead of `parts`.")
 
     @model_validator(mode="after")
@@ -145,18 +208,49 @@ class UIMessage(BaseModel):
         return self
 
 
+Messages = Annotated[
+    list[UIMessage],
+    _at_most(
+        "max_messages", "too_many_messages", "At most {limit} messages are allowed; got {count}"
+    ),
+]
+
+
+def _check_text(messages: list[UIMessage] | None, info: ValidationInfo) -> None:
+    limit = _limit(info, "max_text_chars")
+    if limit is None or not messages:
+        return
+    count = sum(
+        len(part.text)
+        for message in messages
+        for part in message.parts
+        if isinstance(part, TextPart | ReasoningPart)
+    )
+    if count > limit:
+        raise PydanticCustomError(
+            "too_much_text",
+            "The messages may hold at most {limit} characters of text; these hold {count}",
+            {"limit": limit, "count": count},
+        )
+
+
 class ChatRequest(BaseModel):
     """The body of POST /chat."""
 
     model_config = ConfigDict(extra="ignore")
 
-    messages: list[UIMessage]
+    messages: Messages
     model: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
     agent: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
     tools: list[Annotated[str, Field(min_length=1, max_length=NAME_MAX)]] | None = None
     id: str | None = None
     trigger: Literal["submit-message", "regenerate-message"] | None = None
     message_id: str | None = Field(default=None, alias="messageId")
+
+    @model_validator(mode="after")
+    def _text_within_limit(self, info: ValidationInfo) -> "ChatRequest":
+        _check_text(self.messages, info)
+        return self
 
 
 class TitleRequest(BaseModel):
@@ -168,13 +262,14 @@ class TitleRequest(BaseModel):
         default=None, alias="userMessage", min_length=1, max_length=10000
     )
     conversation_id: str | None = Field(default=None, alias="conversationId")
-    messages: list[UIMessage] | None = None
+    messages: Messages | None = None
     model: str | None = Field(default=None, min_length=1, max_length=NAME_MAX)
 
     @model_validator(mode="after")
-    def _has_text(self) -> "TitleRequest":
+    def _has_text(self, info: ValidationInfo) -> "TitleRequest":
         if not self.user_message and not self.messages:
             raise ValueError("give userMessage or a non-empty messages list")
+        _check_text(self.messages, info)
         return self
 
 

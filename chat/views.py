@@ -46,7 +46,7 @@ async def playground_chat(request: HttpRequest) -> HttpResponseBase:
 
 
 async def _chat(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request, ChatRequest)
+    body = await parse_body(request, ChatRequest)
     principal = request_principal(request)
     agent = await agent_get(slug=body.agent)
     router = routers.get()
@@ -95,7 +95,7 @@ def step_policy(request: HttpRequest) -> StepPolicy:
 @allow_methods("POST")
 @json_errors
 async def generate_title(request: HttpRequest) -> HttpResponseBase:
-    body = parse_body(request, TitleRequest)
+    body = await parse_body(request, TitleRequest)
     principal = request_principal(request)
     if body.model:  # a model the client names must be one it may use; the default need not
         principal.check_model(body.model.removeprefix(OPENAI_PREFIX))

@@ -11,7 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mamba_site.settings")
 django_asgi_app = get_api_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from mamba_site.bodylimit import BodyLimit  # noqa: E402
 from mamba_site.checks import log_startup_warnings  # noqa: E402
 
 # `manage.py runserver` has just run every system check (ours too) and refuses to start on an
@@ -19,4 +21,7 @@ from mamba_site.checks import log_startup_warnings  # noqa: E402
 if sys.argv[1:2] != ["runserver"]:
     log_startup_warnings()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+# Outermost: a body over the limit is refused before Django buffers it or anyone authenticates.
+application = BodyLimit(
+    ProtocolTypeRouter({"http": django_asgi_app}), max_body_bytes=settings.CHAT_MAX_BODY_BYTES
+)

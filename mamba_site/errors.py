@@ -155,13 +155,18 @@ def request_id_of(request: HttpRequest | None) -> str:
     return getattr(request, "request_id", "") if request is not None else ""
 
 
-def error_response(error: ApiError, request: HttpRequest | None = None) -> JsonResponse:
-    body: dict[str, Any] = {
+def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
+    """The JSON error body, for responses made outside Django too (`mamba_site.bodylimit`)."""
+    return {
         "detail": error.detail,
         "code": str(error.code),
-        "request_id": request_id_of(request),
+        "request_id": request_id,
         **error.extra,
     }
+
+
+def error_response(error: ApiError, request: HttpRequest | None = None) -> JsonResponse:
+    body = error_body(error, request_id_of(request))
     return JsonResponse(body, status=error.status, headers=error.headers)
 
 

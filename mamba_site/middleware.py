@@ -4,7 +4,6 @@ Django's own middleware limited to the admin."""
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from inspect import iscoroutinefunction, markcoroutinefunction
 from typing import Any, cast
@@ -26,12 +25,11 @@ from django.utils.deprecation import MiddlewareMixin
 from mamba_site import metrics
 from mamba_site.auth import authenticate, www_authenticate
 from mamba_site.errors import ApiError, InvalidRequest, error_response
-from mamba_site.logs import request_id_var
+from mamba_site.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
 from mamba_site.quotas import request_hit
 
 type AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
-REQUEST_ID_HEADER = "X-Request-ID"
 # Probes run every few seconds on every pod; logging each at INFO would drown the access log.
 QUIET_PREFIXES = ("/health", "/metrics")
 # Routes that authenticate on their own (the admin's login, the metrics token) or not at all.
@@ -40,15 +38,6 @@ ADMIN_PREFIX = "/admin/"
 PUBLIC_PREFIXES = ("/health/", ADMIN_PREFIX)
 
 access_logger = logging.getLogger("mamba.access")
-
-
-def _valid_request_id(value: str | None) -> str | None:
-    if not value or len(value) > 64:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 class AsyncMiddleware:
@@ -69,7 +58,7 @@ class RequestIdMiddleware(AsyncMiddleware):
     """Accepts a client's `X-Request-ID` when it is a UUID, else makes one; echoes it back."""
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request_id = _valid_request_id(request.headers.get(REQUEST_ID_HEADER)) or str(uuid.uuid4())
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id  # type: ignore[attr-defined]
         request_id_var.set(request_id)
         response = await self.get_response(request)

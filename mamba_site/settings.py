@@ -229,7 +229,16 @@ TOOLS_TIMEOUT_SECONDS = env.float("TOOLS__TIMEOUT_SECONDS", default=10.0)
 TOOLS_MAX_OUTPUT_BYTES = env.int("TOOLS__MAX_OUTPUT_BYTES", default=32 * 1024)
 
 CHAT_MAX_STEPS = env.int("CHAT__MAX_STEPS", default=5)
+# Any request body over this many bytes is refused with 413 as it arrives (every route).
 CHAT_MAX_BODY_BYTES = env.int("CHAT__MAX_BODY_BYTES", default=8 * 1024 * 1024)
+# What one JSON body may hold: values and keys (what parsing costs: 413 before parsing), then
+# (422) messages, parts per message, characters of text and reasoning in all messages, and how
+# deep tool inputs, tool outputs and data parts nest.
+CHAT_MAX_JSON_VALUES = env.int("CHAT__MAX_JSON_VALUES", default=100_000)
+CHAT_MAX_MESSAGES = env.int("CHAT__MAX_MESSAGES", default=1000)
+CHAT_MAX_PARTS_PER_MESSAGE = env.int("CHAT__MAX_PARTS_PER_MESSAGE", default=200)
+CHAT_MAX_TEXT_CHARS = env.int("CHAT__MAX_TEXT_CHARS", default=2_000_000)
+CHAT_MAX_JSON_DEPTH = env.int("CHAT__MAX_JSON_DEPTH", default=32)
 CHAT_IDLE_TIMEOUT_SECONDS = env.float("CHAT__IDLE_TIMEOUT_SECONDS", default=60.0)
 CHAT_TOTAL_TIMEOUT_SECONDS = env.float("CHAT__TOTAL_TIMEOUT_SECONDS", default=300.0)
 CHAT_KEEPALIVE_SECONDS = env.float("CHAT__KEEPALIVE_SECONDS", default=15.0)
@@ -241,8 +250,10 @@ CHAT_FIRST_BYTE_TIMEOUT_SECONDS = env.float("CHAT__FIRST_BYTE_TIMEOUT_SECONDS", 
 # ai >= 7.0.70 (ai 6 rejects the chunk): requests that say they run an older ai never get it.
 CHAT_REPLAY_STEP = env.bool("CHAT__REPLAY_STEP", default=False)
 
-# Request bodies above the chat limit are refused with 413 before they are parsed.
+# Request bodies above the chat limit are refused with 413 before they are parsed; those below
+# stay in memory, never in a temporary file (the pod's /tmp is small).
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY_BYTES
 
 TITLE_MAX_LENGTH = env.int("TITLE__MAX_LENGTH", default=50)
 TITLE_TIMEOUT_MS = env.int("TITLE__TIMEOUT_MS", default=5000)

@@ -52,6 +52,114 @@ async def test_chat_returns_413_over_body_limit(async_client, settings):
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
 
 
+async def test_chat_returns_413_over_json_value_limit(async_client, settings):
+    settings.CHAT_MAX_JSON_VALUES = 50
+    response = await post(async_client, {"messages": [user("x")] * 10})
+    body = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    assert body["detail"] == "The request body holds more than 50 JSON values."
+
+
+async def test_chat_json_value_limit_ignores_commas_in_text(async_client, settings):
+    settings.CHAT_MAX_JSON_VALUES = 50
+    response = await post(async_client, {"messages": [user(",:[{" * 100)], "model": ""})
+    body = assert_error(response, 422, "VALIDATION_ERROR")
+    assert [e["loc"] for e in body["errors"]] == ["model"]
+
+
+def too_many(body, loc, kind):
+    errors = assert_error(body, 422, "VALIDATION_ERROR")["errors"]
+    assert errors[0]["loc"] == loc
+    assert errors[0]["type"] == kind
+    return errors[0]["msg"]
+
+
+async def test_chat_returns_422_over_message_limit(async_client, settings):
+    settings.CHAT_MAX_MESSAGES = 3
+    response = await post(async_client, {"messages": [user("x")] * 4})
+    assert response.json()["detail"] == (
+        "Invalid request body at messages: At most 3 messages are allowed; got 4."
+    )
+    too_many(response, "messages", "too_many_messages")
+
+
+async def test_chat_accepts_messages_up_to_the_limit(async_client, settings):
+    settings.CHAT_MAX_MESSAGES = 3
+    response = await post(async_client, {"messages": [user("x")] * 3, "model": ""})
+    assert [e["loc"] for e in response.json()["errors"]] == ["model"]
+
+
+async def test_chat_returns_422_over_parts_per_message_limit(async_client, settings):
+    settings.CHAT_MAX_PARTS_PER_MESSAGE = 2
+    message = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "x"}] * 3}
+    response = await post(async_client, {"messages": [user("x"), message]})
+    msg = too_many(response, "messages.1.parts", "too_many_parts")
+    assert msg == "A message may have at most 2 parts; this one has 3"
+
+
+async def test_chat_returns_422_over_text_limit(async_client, settings):
+    settings.CHAT_MAX_TEXT_CHARS = 10
+    assistant = {"id": "a", "role": "assistant", "parts": [{"type": "reasoning", "text": "yy"}]}
+    body = {"messages": [user("x" * 6), assistant, {"role": "user", "content": "zzz"}]}
+    response = await post(async_client, body)
+    msg = too_many(response, "", "too_much_text")
+    assert msg == "The messages may hold at most 10 characters of text; these hold 11"
+
+
+async def test_chat_accepts_text_up_to_the_limit(async_client, settings):
+    settings.CHAT_MAX_TEXT_CHARS = 10
+    response = await post(async_client, {"messages": [user("x" * 10)], "model": ""})
+    assert [e["loc"] for e in response.json()["errors"]] == ["model"]
+
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def with_part(part):
+    return {"messages": [user("x"), {"id": "a", "role": "assistant", "parts": [part]}]}
+
+
+TOOL = {"type": "tool-generateChart", "toolCallId": "c1", "state": "output-available"}
+
+
+@pytest.mark.parametrize(
+    ("part", "loc"),
+    [
+        ({**TOOL, "input": nested(4)}, "messages.1.parts.0.tool.input"),
+        ({**TOOL, "output": {"a": nested(3)}}, "messages.1.parts.0.tool.output"),
+        ({"type": "data-weather", "data": nested(4)}, "messages.1.parts.0.data.data"),
+    ],
+)
+async def test_chat_returns_422_over_json_depth_limit(async_client, settings, part, loc):
+    settings.CHAT_MAX_JSON_DEPTH = 3
+    response = await post(async_client, with_part(part))
+    assert too_many(response, loc, "json_too_deep") == "JSON may nest at most 3 levels deep"
+
+
+async def test_chat_accepts_json_up_to_the_depth_limit(async_client, settings):
+    settings.CHAT_MAX_JSON_DEPTH = 3
+    body = {**with_part({**TOOL, "input": nested(3), "output": {"a": [[1]]}}), "model": ""}
+    response = await post(async_client, body)
+    assert [e["loc"] for e in response.json()["errors"]] == ["model"]
+
+
+async def test_chat_reports_errors_of_a_body_validated_off_the_loop(async_client):
+    body = {"messages": [user(str(i), id=str(i)) for i in range(800)], "model": ""}
+    response = await post(async_client, body)  # over ON_LOOP_MAX_VALUES: the worker thread
+    assert [e["loc"] for e in assert_error(response, 422, "VALIDATION_ERROR")["errors"]] == [
+        "model"
+    ]
+
+
+async def test_title_returns_422_over_message_limit(async_client, settings):
+    settings.CHAT_MAX_MESSAGES = 1
+    response = await post(async_client, {"messages": [user("x")] * 2}, path="/title/generate")
+    too_many(response, "messages", "too_many_messages")
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
@@ -229,10 +337,13 @@ async def test_chat_10kb_field_path_gives_short_detail_and_errors(async_client):
     response = await post(async_client, json.dumps({"messages": [message]}))
     body = assert_error(response, 422, "VALIDATION_ERROR")
     assert len(body["detail"]) <= MAX_DETAIL_CHARS
-    assert body["detail"].startswith(
-        "Invalid request body at messages.0.parts.0.tool.input.dict.kkk"
+    # The nesting limit refuses it before any value is walked (the `loc` cap itself is
+    # checked in tests/mamba_site/test_errors.py).
+    assert body["detail"] == (
+        "Invalid request body at messages.0.parts.0.tool.input: "
+        "JSON may nest at most 32 levels deep."
     )
-    assert [len(e["loc"]) for e in body["errors"]] == [MAX_LOC_CHARS]
+    assert all(len(e["loc"]) <= MAX_LOC_CHARS for e in body["errors"])
     assert len(response.content) < 2000
 
 

@@ -1,0 +1,149 @@
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import start_server
+
+LIMIT = 1024 * 1024
+CHUNK = 64 * 1024
+REQUEST_ID = str(uuid.uuid4())
+
+
+@pytest.fixture(scope="module")
+def server(deploy_database_url, fake_upstream, tmp_path_factory):
+    """`python -m mamba_site.serve` with a 1 MiB body limit, in api_key mode."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "MAMBA_DATABASE_URL": deploy_database_url,
+        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+        "MAMBA_AUTH__MODE": "api_key",
+        "MAMBA_CHAT__MAX_BODY_BYTES": str(LIMIT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
+    server = start_server(command, env, tmp_path_factory.mktemp("body-limit") / "serve.log")
+    yield server
+    server.stop()
+
+
+def head(*lines):
+    request = [
+        "POST /chat HTTP/1.1",
+        "Host: localhost",
+        "Content-Type: application/json",
+        f"X-Request-ID: {REQUEST_ID}",
+        *lines,
+    ]
+    return ("\r\n".join(request) + "\r\n\r\n").encode()
+
+
+def read_response(sock):
+    """Everything the server sends until it closes its side: status, headers, body."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head_text, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head_text.decode().split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        body = dechunk(body)
+    return status_line, headers, body
+
+
+def dechunk(data):
+    body = b""
+    while True:
+        size, _, data = data.partition(b"\r\n")
+        if int(size, 16) == 0:
+            return body
+        body, data = body + data[: int(size, 16)], data[int(size, 16) + 2 :]
+
+
+def assert_payload_too_large(status_line, headers, body):
+    assert status_line.startswith("HTTP/1.1 413 "), status_line
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"] == REQUEST_ID
+    payload = json.loads(body)
+    assert payload == {
+        "detail": f"The request body is larger than {LIMIT} bytes.",
+        "code": "PAYLOAD_TOO_LARGE",
+        "request_id": REQUEST_ID,
+    }
+
+
+def temp_files(pid):
+    """The deleted files the process holds open (Python's TemporaryFile unlinks at once)."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue
+        if target.endswith("(deleted)") and not target.startswith(("/memfd:", "/dev/")):
+            found.append(target)
+    return found
+
+
+def memory_kib(pid, key):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {key} for {pid}")
+
+
+def test_serve_answers_a_declared_large_body_before_it_is_sent(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        # Only the headers: a client that waits for `100 Continue` sends nothing more.
+        sock.sendall(head(f"Content-Length: {100 * LIMIT}", "Expect: 100-continue"))
+        started = time.monotonic()
+        response = read_response(sock)
+    assert time.monotonic() - started < 2
+    assert_payload_too_large(*response)
+
+
+def test_serve_cuts_a_chunked_body_without_buffering_it(server):
+    pid = server.process.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    rss_before = memory_kib(pid, "VmRSS")
+    chunk = b"%x\r\n%s\r\n" % (CHUNK, b"x" * CHUNK)
+    total = 32 * LIMIT
+    held = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head("Transfer-Encoding: chunked"))
+        for sent in range(0, total, CHUNK):
+            sock.sendall(chunk)
+            if sent % (4 * LIMIT) == 0:
+                held += temp_files(pid)
+        sock.sendall(b"0\r\n\r\n")
+        response = read_response(sock)
+    assert_payload_too_large(*response)
+    assert held == []
+    # The server read 32 MiB; at most the 1 MiB limit (and the interpreter's noise) stayed.
+    assert memory_kib(pid, "VmHWM") - rss_before < 8 * 1024
+    assert server.get("/health/live")[0] == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_serve_passes_a_body_within_the_limit_to_the_application(server, chunked):
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * (LIMIT // 2)}]}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        if chunked:
+            sock.sendall(head("Transfer-Encoding: chunked", "Connection: close"))
+            sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        else:
+            sock.sendall(head(f"Content-Length: {len(body)}", "Connection: close") + body)
+        status_line, headers, payload = read_response(sock)
+    # Django's authentication answered: the body reached the application whole.
+    assert status_line.startswith("HTTP/1.1 401 "), status_line
+    assert json.loads(payload)["code"] == "AUTH_REQUIRED"
+    assert json.loads(payload)["request_id"] == headers["x-request-id"] == REQUEST_ID
