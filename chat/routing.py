@@ -217,8 +217,7 @@ class Router:
 
         async def attempt(target: Target, provider: Provider) -> UpstreamStream:
             body = self._body(target, provider, params, stream=True)
-            client = self.clients.get(provider)
-            return await open_stream(client, model=target.model, body=body)
+            return await open_stream(self.clients.get(provider), body=body)
 
         name, target, stream = await self._first(attempts, attempt, deadline=deadline)
         return Opened(target=target, model=name, stream=stream)
@@ -230,7 +229,7 @@ class Router:
 
         async def attempt(target: Target, provider: Provider) -> Completion:
             body = self._body(target, provider, params, stream=False)
-            result = await complete(self.clients.get(provider), model=target.model, body=body)
+            result = await complete(self.clients.get(provider), body=body)
             self.succeeded(target)
             return result
 

@@ -1,5 +1,11 @@
-"""The only user of the `openai` SDK: one client per provider, streamed and plain completions,
-and every way a provider can fail, as an `UpstreamFailure` that says what to do next."""
+"""The provider's wire format: Chat Completions requests over HTTP, one connection pool per
+provider, streamed and plain replies, and every way a provider can fail, as an
+`UpstreamFailure` that says what to do next.
+
+Requests go straight to the pool's transport with headers and JSON built once per provider:
+through the openai SDK, building and sending a request cost more CPU than streaming a
+50-chunk reply, and importing it ~35 MB of memory per process (bench/README.md).
+"""
 
 import logging
 import re
@@ -11,7 +17,6 @@ from enum import Enum
 from typing import Any
 
 import httpx
-import openai
 import orjson
 
 from chat import mock
@@ -33,6 +38,7 @@ DRAIN_LINES = 8
 # A non-stream answer is read this far to be closed cleanly; its content is never shown.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 _SAFE_CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+USER_AGENT = b"mamba-gateway"
 
 MALFORMED_TEXT = "The model provider sent a malformed reply."
 CUT_OFF_TEXT = "The model provider's reply was cut off."
@@ -87,53 +93,79 @@ def stalled() -> UpstreamFailure:
     return UpstreamFailure("stalled", UpstreamTimeout(STALLED_TEXT))
 
 
-class Clients:
-    """One `AsyncOpenAI` (and so one connection pool) per provider per event loop: daphne runs
-    one loop, tests run many, and an httpx pool must not outlive the loop it was made on.
-    One `Clients` serves one providers configuration (a new configuration, new clients)."""
+class ProviderClient:
+    """One provider's connection pool, and what every request to it carries."""
 
-    def __init__(self) -> None:
-        self._per_loop: weakref.WeakKeyDictionary[
-            AbstractEventLoop, dict[str, openai.AsyncOpenAI]
-        ] = weakref.WeakKeyDictionary()
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.url = httpx.URL(f"{provider.base_url}/chat/completions")
+        self.headers = [
+            (b"authorization", b"Bearer " + provider.api_key.encode()),
+            (b"content-type", b"application/json"),
+            (b"user-agent", USER_AGENT),
+            *((name.encode(), value.encode()) for name, value in provider.headers.items()),
+        ]
+        self.timeout = {
+            "connect": provider.connect_timeout_seconds,
+            "read": provider.timeout_seconds,
+            "write": provider.timeout_seconds,
+            "pool": provider.timeout_seconds,
+        }
+        self.transport = _transport(provider)
+
+    async def post(self, body: dict[str, Any]) -> httpx.Response:
+        """The response, its body unread; raises `UpstreamFailure` for any failure."""
+        content = orjson.dumps(body)
+        headers = [*self.headers, (b"content-length", str(len(content)).encode())]
+        request = httpx.Request(
+            "POST", self.url, headers=headers, content=content, extensions={"timeout": self.timeout}
+        )
+        try:
+            response = await self.transport.handle_async_request(request)
+        except httpx.HTTPError as error:
+            raise failure_of(error, model=str(body.get("model", ""))) from error
+        response.request = request
+        if not response.is_success:
+            raise await _status_failure(response, model=str(body.get("model", "")))
+        return response
 
     async def aclose(self) -> None:
-        """Close this loop's clients and their connection pools (shutdown, tests)."""
-        for client in self._per_loop.pop(get_running_loop(), {}).values():
-            await client.close()
-
-    def get(self, provider: Provider) -> openai.AsyncOpenAI:
-        clients = self._per_loop.setdefault(get_running_loop(), {})
-        client = clients.get(provider.name)
-        if client is None:
-            client = clients[provider.name] = _build_client(provider)
-        return client
+        await self.transport.aclose()
 
 
-# The openai SDK annotates `http_client` and `timeout` with httpx2's types only, but accepts
-# httpx's too (openai/_httpx2.py: is_legacy_httpx_async_client, normalize_httpx_timeout); the
-# client stays on httpx, which the mock transport and respx (tests) are written for.
-def _build_client(provider: Provider) -> openai.AsyncOpenAI:
-    timeout = httpx.Timeout(provider.timeout_seconds, connect=provider.connect_timeout_seconds)
+def _transport(provider: Provider) -> httpx.AsyncBaseTransport:
+    if provider.name == MOCK_PROVIDER:
+        return mock.MockTransport()
+    if provider.http_client == "aiohttp":
+        return AiohttpTransport(max_connections=provider.max_connections)
     limits = httpx.Limits(
         max_connections=provider.max_connections,
         max_keepalive_connections=provider.max_connections,
     )
-    transport: httpx.AsyncBaseTransport | None = None
-    if provider.name == MOCK_PROVIDER:
-        transport = mock.MockTransport()
-    elif provider.http_client == "aiohttp":
-        transport = AiohttpTransport(max_connections=provider.max_connections)
-    http_client = httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
-    return openai.AsyncOpenAI(
-        api_key=provider.api_key,
-        base_url=provider.base_url,
-        http_client=http_client,  # type: ignore[arg-type]
-        # Mamba owns the retry loop (chat/routing.py): across providers, within one deadline.
-        max_retries=0,
-        timeout=timeout,  # type: ignore[arg-type]
-        default_headers=dict(provider.headers),
-    )
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+class Clients:
+    """One `ProviderClient` (and so one connection pool) per provider per event loop: daphne
+    runs one loop, tests run many, and a pool must not outlive the loop it was made on. One
+    `Clients` serves one providers configuration (a new configuration, new clients)."""
+
+    def __init__(self) -> None:
+        self._per_loop: weakref.WeakKeyDictionary[AbstractEventLoop, dict[str, ProviderClient]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def aclose(self) -> None:
+        """Close this loop's connection pools (shutdown, tests)."""
+        for client in self._per_loop.pop(get_running_loop(), {}).values():
+            await client.aclose()
+
+    def get(self, provider: Provider) -> ProviderClient:
+        clients = self._per_loop.setdefault(get_running_loop(), {})
+        client = clients.get(provider.name)
+        if client is None:
+            client = clients[provider.name] = ProviderClient(provider)
+        return client
 
 
 class UpstreamStream:
@@ -177,8 +209,8 @@ class UpstreamStream:
         except orjson.JSONDecodeError:
             logger.warning("Upstream sent an event that is not JSON")
             raise malformed() from None
-        except (httpx.HTTPError, openai.APIError) as error:
-            if isinstance(error, httpx.TimeoutException | openai.APITimeoutError):
+        except httpx.HTTPError as error:
+            if isinstance(error, httpx.TimeoutException):
                 raise UpstreamFailure("timeout", UpstreamTimeout()) from error
             logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
             raise UpstreamFailure("broken", ProviderError(BROKEN_TEXT)) from error
@@ -187,21 +219,9 @@ class UpstreamStream:
         await self._response.aclose()
 
 
-async def open_stream(
-    client: openai.AsyncOpenAI, *, model: str, body: dict[str, Any]
-) -> UpstreamStream:
-    """Start a streamed completion; raises `UpstreamFailure` before the first byte of content.
-
-    The body goes out as built: the SDK's typed `create()` re-walks every message and tool
-    schema on each request, which was half the cost of opening a stream. `post()` keeps the
-    SDK's authentication and errors.
-    """
-    try:
-        response = await client.post(
-            "/chat/completions", cast_to=httpx.Response, body=body, stream=True
-        )
-    except (openai.APIError, httpx.HTTPError) as error:
-        raise failure_of(error, model=model) from error
+async def open_stream(client: ProviderClient, *, body: dict[str, Any]) -> UpstreamStream:
+    """Start a streamed completion; raises `UpstreamFailure` before the first byte of content."""
+    response = await client.post(body)
     content_type = response.headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
         await _discard(response)
@@ -216,14 +236,9 @@ class Completion:
     usage: dict[str, Any]
 
 
-async def complete(client: openai.AsyncOpenAI, *, model: str, body: dict[str, Any]) -> Completion:
+async def complete(client: ProviderClient, *, body: dict[str, Any]) -> Completion:
     """A short, non-streamed completion (titles); raises `UpstreamFailure`."""
-    try:
-        response = await client.post(
-            "/chat/completions", cast_to=httpx.Response, body=body, stream=True
-        )
-    except (openai.APIError, httpx.HTTPError) as error:
-        raise failure_of(error, model=model) from error
+    response = await client.post(body)
     try:
         raw = await _read_limited(response, MAX_ERROR_BODY_BYTES)
     except httpx.HTTPError as error:
@@ -260,28 +275,35 @@ async def _discard(response: httpx.Response) -> None:
         await response.aclose()
 
 
-def failure_of(error: Exception, *, model: str) -> UpstreamFailure:
-    """Our failure for an SDK or HTTP error: a safe message, never the provider's body."""
-    if isinstance(error, openai.APITimeoutError | httpx.TimeoutException):
+def failure_of(error: httpx.HTTPError, *, model: str) -> UpstreamFailure:
+    """Our failure for a transport error: a safe message, never the provider's."""
+    if isinstance(error, httpx.TimeoutException):
         logger.warning("Upstream timed out: %s", type(error).__name__)
         return UpstreamFailure("timeout", UpstreamTimeout())
-    if isinstance(error, openai.APIConnectionError | httpx.TransportError):
-        logger.warning("Upstream unreachable: %s", type(error).__name__)
-        return UpstreamFailure("connect", ServiceUnavailable("The model provider is unreachable."))
-    if not isinstance(error, openai.APIStatusError):
-        logger.warning("Upstream failed: %s", type(error).__name__)
-        return UpstreamFailure("failed", ProviderError())
-    status, code = error.status_code, error_code(error.body)
+    logger.warning("Upstream unreachable: %s", type(error).__name__)
+    return UpstreamFailure("connect", ServiceUnavailable("The model provider is unreachable."))
+
+
+async def _status_failure(response: httpx.Response, *, model: str) -> UpstreamFailure:
+    """Our failure for an error status; the provider's body is read for its code only."""
+    try:
+        raw = await _read_limited(response, MAX_ERROR_BODY_BYTES)
+        body = orjson.loads(raw)
+    except (httpx.HTTPError, UpstreamFailure, orjson.JSONDecodeError):
+        body = None
+    finally:
+        await response.aclose()
+    status, code = response.status_code, error_code(body)
     logger.warning("Upstream answered %s (%s)", status, code or "no code")
     kind = f"status_{status}"
     if status == 404 or code == "model_not_found":
-        error_ = ModelNotFound(f"Model {model!r} is not available from the provider.")
-        return UpstreamFailure(kind, error_, next_step=Next.ANSWER)
+        not_found = ModelNotFound(f"Model {model!r} is not available from the provider.")
+        return UpstreamFailure(kind, not_found, next_step=Next.ANSWER)
     if status in (401, 403):
         refused = ProviderError("The model provider refused the gateway's credentials.")
         return UpstreamFailure(kind, refused, next_step=Next.SKIP_PROVIDER)
     if status == 429:
-        retry_after = _seconds(error.response.headers.get("retry-after", ""))
+        retry_after = _seconds(response.headers.get("retry-after", ""))
         headers = {"Retry-After": str(round(retry_after))} if retry_after is not None else {}
         limited = RateLimited("The model provider is rate limiting requests.", headers=headers)
         return UpstreamFailure(kind, limited, retry_after=retry_after)
