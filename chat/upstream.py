@@ -174,46 +174,61 @@ class UpstreamStream:
     `done` tells whether the provider ended with `[DONE]`: a stream that ends without it and
     without a finish reason was cut off (the step loop decides, it sees the finish reason)."""
 
-    __slots__ = ("_response", "done")
+    __slots__ = ("_after_done", "_response", "done")
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self.done = False
+        self._after_done = 0
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        # Raw lines + orjson: the SDK's per-chunk pydantic parsing costs more than the proxy.
-        after_done = 0
+        # The body's bytes as they arrive, split into lines here and parsed with orjson: no
+        # text decoding, no per-chunk pydantic model (requests ask for no compression).
+        rest = b""
         try:
-            async for line in self._response.aiter_lines():
-                if self.done:
-                    # Read the body to its end, so the connection goes back to the pool; a
-                    # server that keeps talking after [DONE] only costs that connection.
-                    after_done += 1
-                    if after_done > DRAIN_LINES:
-                        return
-                    continue
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    self.done = True
-                    continue
-                chunk = orjson.loads(data)
-                if not isinstance(chunk, dict):
-                    logger.warning("Upstream sent an event that is not a JSON object")
-                    raise malformed()
-                if chunk.get("error"):
-                    logger.warning("Upstream sent an error event: %s", error_code(chunk))
-                    raise UpstreamFailure("error_event", ProviderError(ERROR_EVENT_TEXT))
-                yield chunk
-        except orjson.JSONDecodeError:
-            logger.warning("Upstream sent an event that is not JSON")
-            raise malformed() from None
+            async for data in self._response.aiter_raw():
+                lines = (rest + data).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    if self.done:
+                        # Read the body to its end, so the connection goes back to the pool;
+                        # a server that keeps talking after [DONE] only costs that connection.
+                        self._after_done += 1
+                        if self._after_done > DRAIN_LINES:
+                            return
+                        continue
+                    if line.startswith(b"data:"):
+                        chunk = self._parse(line[5:].strip())
+                        if chunk is not None:
+                            yield chunk
+            # A last line without its newline still counts.
+            if rest.startswith(b"data:") and not self.done:
+                chunk = self._parse(rest[5:].strip())
+                if chunk is not None:
+                    yield chunk
         except httpx.HTTPError as error:
             if isinstance(error, httpx.TimeoutException):
                 raise UpstreamFailure("timeout", UpstreamTimeout()) from error
             logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
             raise UpstreamFailure("broken", ProviderError(BROKEN_TEXT)) from error
+
+    def _parse(self, data: bytes) -> dict[str, Any] | None:
+        """One event's JSON object; None for `[DONE]`; raises `UpstreamFailure`."""
+        if data == b"[DONE]":
+            self.done = True
+            return None
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            logger.warning("Upstream sent an event that is not JSON")
+            raise malformed() from None
+        if not isinstance(chunk, dict):
+            logger.warning("Upstream sent an event that is not a JSON object")
+            raise malformed()
+        if chunk.get("error"):
+            logger.warning("Upstream sent an error event: %s", error_code(chunk))
+            raise UpstreamFailure("error_event", ProviderError(ERROR_EVENT_TEXT))
+        return chunk
 
     async def aclose(self) -> None:
         await self._response.aclose()

@@ -1,245 +1,28 @@
-"""Production server: daphne with a graceful drain on SIGTERM and a capped request body
-(`python -m mamba_site.serve`)."""
+"""Production entry point: `python -m mamba_site.serve [--workers N] [--loop uvloop|asyncio]`.
 
-# Plain daphne stops its reactor on SIGTERM, and before the reactor stops it cancels every
-# running application instance: streams in flight are cut at once. Here SIGTERM (or SIGINT)
-# instead stops listening (new connections are refused), closes idle kept-alive connections,
-# lets active requests finish for up to SERVER_SHUTDOWN_GRACE_SECONDS, then stops; a second
-# signal stops at once. What is still running at the limit is cancelled, as daphne does.
-#
-# daphne (twisted) reads a whole request body, into a temporary file past 100 kB, before it
-# calls the application, so the application's own limit (mamba_site.bodylimit) comes too late
-# to protect memory or /tmp. Here the body is capped while it arrives: a Content-Length over
-# MAMBA_CHAT__MAX_BODY_BYTES is answered with the same JSON 413 as soon as the headers are in,
-# a chunked body as soon as it passes the limit; what the client still sends is dropped.
+One process serves on one core. With `--workers N` this process only supervises: it binds the
+listening socket once and starts N server processes that share it (each `mamba_site.server`,
+draining on SIGTERM as one process does); it forwards SIGTERM/SIGINT to them, restarts one that
+dies unexpectedly, and exits once all have stopped. Workers are fresh interpreters (not forks):
+daphne makes its event loop at import, and a loop must not be shared across a fork.
+"""
 
 import argparse
 import asyncio
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
-import weakref
 from collections.abc import Sequence
-from io import BytesIO
-from typing import Any
-
-# daphne.server installs the asyncio reactor: it comes before `twisted.internet.reactor`.
-from daphne.endpoints import build_endpoint_description_strings
-from daphne.http_protocol import HTTPFactory, WebRequest
-from daphne.server import Server
-from daphne.utils import import_by_path
-from django.conf import settings
-from twisted.internet import defer, reactor
-
-from mamba_site import lifecycle
-from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
+from types import FrameType
 
 logger = logging.getLogger("mamba.serve")
 
-APPLICATION = "mamba_site.asgi:application"
-DRAIN_POLL_SECONDS = 0.05
-# After a 413, how long the rest of the body is read and dropped before the connection is cut.
-LINGER_SECONDS = 5.0
-
-
-class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
-    """daphne's request, with its body capped at the server's `max_body_bytes` as it arrives
-    and kept in memory (the limit bounds it), never in a temporary file."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Twisted would also parse form bodies into `args`, a second copy daphne never reads.
-        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
-        self.body_received = 0
-        self.refused = False
-        self.linger: asyncio.TimerHandle | None = None
-
-    def gotLength(self, length: int | None) -> None:
-        self.content = BytesIO()
-        if length is not None and length > self.server.max_body_bytes:
-            self.refuse(declared=length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self.refused:
-            return
-        self.body_received += len(data)
-        if self.body_received > self.server.max_body_bytes:
-            self.refuse(declared=None)
-            return
-        self.content.write(data)
-
-    def refuse(self, *, declared: int | None) -> None:
-        """Answers 413 now and drops the rest of the body."""
-        self.refused = True
-        self.content = BytesIO()
-        limit = self.server.max_body_bytes
-        headers = [
-            (name.lower(), value)
-            for name, values in self.requestHeaders.getAllRawHeaders()
-            for value in values
-        ]
-        request_id = request_id_in(headers)
-        response_headers, body = error_parts(body_too_large(limit), request_id)
-        head = [b"HTTP/1.1 413 Payload Too Large", *(b"%s: %s" % h for h in response_headers)]
-        head.append(b"connection: close")
-        # Twisted answers `Expect: 100-continue` right after this; the final answer is given.
-        self.requestHeaders.removeHeader(b"Expect")
-        channel = self.channel
-        channel.persistent = False
-        channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        # Half-close: the client reads the answer while it ends its body, which is read and
-        # dropped; closing at once would reset the connection before it has read the 413.
-        channel.transport.loseWriteConnection()
-        loop = asyncio.get_running_loop()
-        self.linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
-        reason = (
-            f"body over {limit} bytes"
-            if declared is None
-            else f"Content-Length {declared} over {limit}"
-        )
-        logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
-
-    def process(self) -> Any:
-        if self.refused:
-            # The whole body has arrived (and was dropped): nothing is left to wait for.
-            self.channel.loseConnection()
-            return None
-        result = super().process()
-        # daphne has queued the body for the application by now; this copy would otherwise
-        # live as long as the response (a stream may take minutes).
-        self.content.close()
-        return result
-
-    def connectionLost(self, reason: Any) -> None:
-        if self.linger is not None:
-            self.linger.cancel()
-        super().connectionLost(reason)
-
-
-class BodyLimitedHTTPFactory(HTTPFactory):  # type: ignore[misc]
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
-        protocol.requestFactory = BodyLimitedRequest
-        return protocol
-
-
-class DrainingServer(Server):  # type: ignore[misc]
-    """daphne's `Server` with a graceful drain instead of daphne's immediate stop on SIGTERM."""
-
-    def __init__(
-        self, *args: Any, grace_seconds: float, max_body_bytes: int, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, signal_handlers=False, **kwargs)
-        self.grace_seconds = grace_seconds
-        self.max_body_bytes = max_body_bytes
-        self.ports: list[Any] = []
-        self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.draining_since: float | None = None
-        self.stopping = False
-
-    def run(self) -> None:
-        reactor.callWhenRunning(self._install_signal_handlers)
-        super().run()
-
-    # daphne's run() makes its HTTPFactory and listens with it at once: ours goes in here.
-    @property
-    def http_factory(self) -> Any:
-        return self._http_factory
-
-    @http_factory.setter
-    def http_factory(self, factory: Any) -> None:
-        self._http_factory = BodyLimitedHTTPFactory(self)
-
-    def listen_success(self, port: Any) -> None:
-        super().listen_success(port)
-        self.ports.append(port)
-        host = port.getHost()
-        logger.info(
-            "Listening on %s:%s (shutdown grace %g s)", host.host, host.port, self.grace_seconds
-        )
-
-    def protocol_connected(self, protocol: Any) -> None:
-        super().protocol_connected(protocol)
-        # Requests are tracked by daphne; their connections are kept here, to close idle ones.
-        channel = getattr(protocol, "channel", None)
-        if channel is not None:
-            self.channels.add(channel)
-
-    def stop(self) -> None:
-        if not self.stopping:
-            self.stopping = True
-            super().stop()
-
-    def _install_signal_handlers(self) -> None:
-        # The reactor's loop (daphne made it current); it is not running yet at start-up. Its
-        # callbacks run in the context they were scheduled from: here, no request's.
-        loop = asyncio.get_event_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.drain, signum)
-
-    def drain(self, signum: int = signal.SIGTERM) -> None:
-        name = signal.Signals(signum).name
-        if self.draining_since is not None:
-            logger.warning("%s again: stopping now", name)
-            self.stop()
-            return
-        self.draining_since = time.monotonic()
-        lifecycle.drain_begin(self.grace_seconds)
-        for port in self.ports:
-            port.stopListening()
-        for channel in list(self.channels):
-            # Close each connection once its response is done; idle ones at once.
-            channel.persistent = False
-            if not getattr(channel, "requests", None) and channel.transport is not None:
-                channel.loseConnection()
-        logger.info(
-            "%s: stopped accepting connections; waiting up to %g s for %d active request(s)",
-            name,
-            self.grace_seconds,
-            self.active_requests(),
-        )
-        self._stop_when_drained()
-
-    def active_requests(self) -> int:
-        """Requests whose response is not finished, or whose application is still running."""
-        return sum(1 for details in self.connections.values() if _busy(details))
-
-    def _stop_when_drained(self) -> None:
-        assert self.draining_since is not None
-        active = self.active_requests()
-        waited = time.monotonic() - self.draining_since
-        if active == 0:
-            logger.info("Drained in %.1f s; stopping", waited)
-            self.stop()
-        elif waited >= self.grace_seconds:
-            logger.warning(
-                "Grace of %g s is over; cancelling %d request(s)", self.grace_seconds, active
-            )
-            self.stop()
-        else:
-            asyncio.get_running_loop().call_later(DRAIN_POLL_SECONDS, self._stop_when_drained)
-
-    def kill_all_applications(self) -> defer.Deferred[Any]:
-        """Before the reactor stops: cancel every task left on the loop and wait for them.
-
-        daphne's own version cancels only application instances (and fails on a request
-        whose application has not started); background tasks, such as the health monitor,
-        would be destroyed while pending.
-        """
-        loop = asyncio.get_event_loop()
-        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            logger.info("Cancelled %d task(s) still running at shutdown", len(tasks))
-        return defer.Deferred.fromFuture(asyncio.gather(*tasks, return_exceptions=True))
-
-
-def _busy(details: dict[str, Any]) -> bool:
-    application = details.get("application_instance")
-    running = application is not None and not application.done()
-    return "disconnected" not in details or running
+# A worker that dies this soon after its start is not restarted (a broken configuration).
+RESTART_MIN_UPTIME_SECONDS = 5.0
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -254,24 +37,98 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="take the client address and scheme from X-Forwarded-For/-Port/-Proto",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the socket, one core each (default MAMBA_SERVER__WORKERS)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the event loop under daphne's reactor (uvloop: less CPU per request and chunk)",
+    )
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker's inherited socket
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mamba_site.settings")
-    application = import_by_path(APPLICATION)  # sets Django up (and its logging)
-    server = DrainingServer(
-        application=application,
-        endpoints=build_endpoint_description_strings(host=args.bind, port=args.port),
-        grace_seconds=settings.SERVER_SHUTDOWN_GRACE_SECONDS,
-        max_body_bytes=settings.CHAT_MAX_BODY_BYTES,
-        proxy_forwarded_address_header="X-Forwarded-For" if args.proxy_headers else None,
-        proxy_forwarded_port_header="X-Forwarded-Port" if args.proxy_headers else None,
-        proxy_forwarded_proto_header="X-Forwarded-Proto" if args.proxy_headers else None,
-    )
-    server.run()
-    return 1 if server.abort_start else 0
+    if args.workers is None:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mamba_site.settings")
+        from django.conf import settings
+
+        args.workers = settings.SERVER_WORKERS
+    if args.workers > 1 and args.fd is None:
+        return Supervisor(args).run()
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    from mamba_site.server import run  # after the policy: daphne makes its loop at import
+
+    return run(bind=args.bind, port=args.port, fd=args.fd, proxy_headers=args.proxy_headers)
+
+
+class Supervisor:
+    """Binds the socket and keeps `--workers` server processes on it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stopping = False
+        self.workers: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+
+    def run(self) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        family = socket.AF_INET6 if ":" in self.args.bind else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.args.bind, self.args.port))
+        listener.listen(1024)
+        listener.set_inheritable(True)
+        host, port = listener.getsockname()[:2]
+        logger.info("Supervising %s workers on %s:%s", self.args.workers, host, port)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        for index in range(self.args.workers):
+            self._start(index, listener.fileno())
+        status = 0
+        while self.workers:
+            for index, (process, started) in list(self.workers.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del self.workers[index]
+                if self.stopping:
+                    status = status or code
+                elif time.monotonic() - started < RESTART_MIN_UPTIME_SECONDS:
+                    logger.error("Worker %s exited with %s at start; stopping", index, code)
+                    self._stop(signal.SIGTERM, None)
+                    status = code or 1
+                else:
+                    logger.warning("Worker %s exited with %s; starting another", index, code)
+                    self._start(index, listener.fileno())
+            time.sleep(0.2)
+        listener.close()
+        return status
+
+    def _start(self, index: int, fd: int) -> None:
+        command = [sys.executable, "-m", "mamba_site.serve", "--fd", str(fd), "--workers", "1"]
+        command += ["--loop", self.args.loop]
+        if self.args.proxy_headers:
+            command.append("--proxy-headers")
+        process = subprocess.Popen(command, pass_fds=(fd,), env=os.environ.copy())
+        self.workers[index] = (process, time.monotonic())
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        """Pass the signal on: each worker drains (a second signal stops them at once)."""
+        self.stopping = True
+        for process, _ in self.workers.values():
+            if process.poll() is None:
+                process.send_signal(signum)
 
 
 if __name__ == "__main__":

@@ -317,3 +317,6 @@ if POD_IP:
 # On SIGTERM `python -m mamba_site.serve` stops accepting connections and lets requests (and
 # streams) finish for up to this long before it cancels what is left and exits.
 SERVER_SHUTDOWN_GRACE_SECONDS = env.float("SERVER__SHUTDOWN_GRACE_SECONDS", default=25.0)
+# Server processes `python -m mamba_site.serve` starts on the shared socket (one core each);
+# `--workers` wins. The Kubernetes Deployment sets it from the container's CPU limit.
+SERVER_WORKERS = env.int("SERVER__WORKERS", default=1)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ def serve(deploy_database_url, fake_upstream, tmp_path):
     """Start `python -m mamba_site.serve` with the given shutdown grace; killed at the end."""
     servers = []
 
-    def start(grace_seconds):
+    def start(grace_seconds, *options):
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -29,7 +30,7 @@ def serve(deploy_database_url, fake_upstream, tmp_path):
             "PYTHONUNBUFFERED": "1",
         }
         command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
-        server = start_server(command, env, tmp_path / f"serve-{len(servers)}.log")
+        server = start_server([*command, *options], env, tmp_path / f"serve-{len(servers)}.log")
         servers.append(server)
         return server
 
@@ -126,7 +127,10 @@ def test_a_second_sigterm_stops_at_once(serve):
 
     with httpx.Client(timeout=10) as client:
         response = open_stream(client, server, chunks=100)
-        read_until_first_delta(response.iter_lines())
+        # Keep the line iterator: once it is collected, httpcore closes the connection, the
+        # server sees the client leave and drains at once, before the second signal.
+        lines = response.iter_lines()
+        read_until_first_delta(lines)
         server.process.send_signal(signal.SIGTERM)
         assert wait_until(lambda: refused(server.port), timeout=3)
         signalled = time.monotonic()
@@ -134,3 +138,27 @@ def test_a_second_sigterm_stops_at_once(serve):
 
         assert server.process.wait(timeout=10) == 0
         assert time.monotonic() - signalled < 2.0
+        lines.close()
+
+
+def children(pid):
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_workers_share_the_socket_and_drain_together(serve):
+    server = serve(10, "--workers", "2")
+    assert wait_until(lambda: server.log().count("Listening on 127.0.0.1:") == 2, timeout=20)
+    workers = children(server.process.pid)
+    assert len(workers) == 2
+
+    with httpx.Client(timeout=10) as client:
+        assert all(client.get(server.url + "/health/live").status_code == 200 for _ in range(20))
+        response = open_stream(client, server, chunks=30)
+        lines = response.iter_lines()
+        read_until_first_delta(lines)
+        server.process.send_signal(signal.SIGTERM)
+        rest = list(lines)  # the stream in flight is finished, not cut
+
+    assert "data: [DONE]" in rest
+    assert server.process.wait(timeout=15) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -1,0 +1,261 @@
+"""The daphne server `python -m mamba_site.serve` runs: a graceful drain on SIGTERM and a
+capped request body. Imported only once the event loop policy is chosen (daphne makes its
+loop when this module imports it)."""
+
+# Plain daphne stops its reactor on SIGTERM, and before the reactor stops it cancels every
+# running application instance: streams in flight are cut at once. Here SIGTERM (or SIGINT)
+# instead stops listening (new connections are refused), closes idle kept-alive connections,
+# lets active requests finish for up to SERVER_SHUTDOWN_GRACE_SECONDS, then stops; a second
+# signal stops at once. What is still running at the limit is cancelled, as daphne does.
+#
+# daphne (twisted) reads a whole request body, into a temporary file past 100 kB, before it
+# calls the application, so the application's own limit (mamba_site.bodylimit) comes too late
+# to protect memory or /tmp. Here the body is capped while it arrives: a Content-Length over
+# MAMBA_CHAT__MAX_BODY_BYTES is answered with the same JSON 413 as soon as the headers are in,
+# a chunked body as soon as it passes the limit; what the client still sends is dropped.
+
+import asyncio
+import logging
+import os
+import signal
+import time
+import weakref
+from io import BytesIO
+from typing import Any
+
+# daphne.server installs the asyncio reactor: it comes before `twisted.internet.reactor`.
+from daphne.endpoints import build_endpoint_description_strings
+from daphne.http_protocol import HTTPFactory, WebRequest
+from daphne.server import Server
+from daphne.utils import import_by_path
+from django.conf import settings
+from twisted.internet import defer, reactor
+
+from mamba_site import lifecycle
+from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
+
+logger = logging.getLogger("mamba.serve")
+
+APPLICATION = "mamba_site.asgi:application"
+DRAIN_POLL_SECONDS = 0.05
+# After a 413, how long the rest of the body is read and dropped before the connection is cut.
+LINGER_SECONDS = 5.0
+
+
+class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
+    """daphne's request, with its body capped at the server's `max_body_bytes` as it arrives
+    and kept in memory (the limit bounds it), never in a temporary file."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Twisted would also parse form bodies into `args`, a second copy daphne never reads.
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+        self.body_received = 0
+        self.refused = False
+        self.linger: asyncio.TimerHandle | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = BytesIO()
+        if length is not None and length > self.server.max_body_bytes:
+            self.refuse(declared=length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.body_received += len(data)
+        if self.body_received > self.server.max_body_bytes:
+            self.refuse(declared=None)
+            return
+        self.content.write(data)
+
+    def refuse(self, *, declared: int | None) -> None:
+        """Answers 413 now and drops the rest of the body."""
+        self.refused = True
+        self.content = BytesIO()
+        limit = self.server.max_body_bytes
+        headers = [
+            (name.lower(), value)
+            for name, values in self.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        request_id = request_id_in(headers)
+        response_headers, body = error_parts(body_too_large(limit), request_id)
+        head = [b"HTTP/1.1 413 Payload Too Large", *(b"%s: %s" % h for h in response_headers)]
+        head.append(b"connection: close")
+        # Twisted answers `Expect: 100-continue` right after this; the final answer is given.
+        self.requestHeaders.removeHeader(b"Expect")
+        channel = self.channel
+        channel.persistent = False
+        channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        # Half-close: the client reads the answer while it ends its body, which is read and
+        # dropped; closing at once would reset the connection before it has read the 413.
+        channel.transport.loseWriteConnection()
+        loop = asyncio.get_running_loop()
+        self.linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
+        reason = (
+            f"body over {limit} bytes"
+            if declared is None
+            else f"Content-Length {declared} over {limit}"
+        )
+        logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
+
+    def process(self) -> Any:
+        if self.refused:
+            # The whole body has arrived (and was dropped): nothing is left to wait for.
+            self.channel.loseConnection()
+            return None
+        result = super().process()
+        # daphne has queued the body for the application by now; this copy would otherwise
+        # live as long as the response (a stream may take minutes).
+        self.content.close()
+        return result
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.linger is not None:
+            self.linger.cancel()
+        super().connectionLost(reason)
+
+
+class BodyLimitedHTTPFactory(HTTPFactory):  # type: ignore[misc]
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = BodyLimitedRequest
+        return protocol
+
+
+class DrainingServer(Server):  # type: ignore[misc]
+    """daphne's `Server` with a graceful drain instead of daphne's immediate stop on SIGTERM."""
+
+    def __init__(
+        self, *args: Any, grace_seconds: float, max_body_bytes: int, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, signal_handlers=False, **kwargs)
+        self.grace_seconds = grace_seconds
+        self.max_body_bytes = max_body_bytes
+        self.ports: list[Any] = []
+        self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.draining_since: float | None = None
+        self.stopping = False
+
+    def run(self) -> None:
+        reactor.callWhenRunning(self._install_signal_handlers)
+        super().run()
+
+    # daphne's run() makes its HTTPFactory and listens with it at once: ours goes in here.
+    @property
+    def http_factory(self) -> Any:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, factory: Any) -> None:
+        self._http_factory = BodyLimitedHTTPFactory(self)
+
+    def listen_success(self, port: Any) -> None:
+        super().listen_success(port)
+        self.ports.append(port)
+        host = port.getHost()
+        logger.info(
+            "Listening on %s:%s (shutdown grace %g s)", host.host, host.port, self.grace_seconds
+        )
+
+    def protocol_connected(self, protocol: Any) -> None:
+        super().protocol_connected(protocol)
+        # Requests are tracked by daphne; their connections are kept here, to close idle ones.
+        channel = getattr(protocol, "channel", None)
+        if channel is not None:
+            self.channels.add(channel)
+
+    def stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            super().stop()
+
+    def _install_signal_handlers(self) -> None:
+        # The reactor's loop (daphne made it current); it is not running yet at start-up. Its
+        # callbacks run in the context they were scheduled from: here, no request's.
+        loop = asyncio.get_event_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.drain, signum)
+
+    def drain(self, signum: int = signal.SIGTERM) -> None:
+        name = signal.Signals(signum).name
+        if self.draining_since is not None:
+            logger.warning("%s again: stopping now", name)
+            self.stop()
+            return
+        self.draining_since = time.monotonic()
+        lifecycle.drain_begin(self.grace_seconds)
+        for port in self.ports:
+            port.stopListening()
+        for channel in list(self.channels):
+            # Close each connection once its response is done; idle ones at once.
+            channel.persistent = False
+            if not getattr(channel, "requests", None) and channel.transport is not None:
+                channel.loseConnection()
+        logger.info(
+            "%s: stopped accepting connections; waiting up to %g s for %d active request(s)",
+            name,
+            self.grace_seconds,
+            self.active_requests(),
+        )
+        self._stop_when_drained()
+
+    def active_requests(self) -> int:
+        """Requests whose response is not finished, or whose application is still running."""
+        return sum(1 for details in self.connections.values() if _busy(details))
+
+    def _stop_when_drained(self) -> None:
+        assert self.draining_since is not None
+        active = self.active_requests()
+        waited = time.monotonic() - self.draining_since
+        if active == 0:
+            logger.info("Drained in %.1f s; stopping", waited)
+            self.stop()
+        elif waited >= self.grace_seconds:
+            logger.warning(
+                "Grace of %g s is over; cancelling %d request(s)", self.grace_seconds, active
+            )
+            self.stop()
+        else:
+            asyncio.get_running_loop().call_later(DRAIN_POLL_SECONDS, self._stop_when_drained)
+
+    def kill_all_applications(self) -> defer.Deferred[Any]:
+        """Before the reactor stops: cancel every task left on the loop and wait for them.
+
+        daphne's own version cancels only application instances (and fails on a request
+        whose application has not started); background tasks, such as the health monitor,
+        would be destroyed while pending.
+        """
+        loop = asyncio.get_event_loop()
+        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            logger.info("Cancelled %d task(s) still running at shutdown", len(tasks))
+        return defer.Deferred.fromFuture(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def _busy(details: dict[str, Any]) -> bool:
+    application = details.get("application_instance")
+    running = application is not None and not application.done()
+    return "disconnected" not in details or running
+
+
+def run(*, bind: str, port: int, fd: int | None, proxy_headers: bool) -> int:
+    """Serve until SIGTERM has drained the server; the exit status."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mamba_site.settings")
+    application = import_by_path(APPLICATION)  # sets Django up (and its logging)
+    if fd is not None:  # a socket the supervisor bound and shares with its other workers
+        endpoints = build_endpoint_description_strings(file_descriptor=fd)
+    else:
+        endpoints = build_endpoint_description_strings(host=bind, port=port)
+    server = DrainingServer(
+        application=application,
+        endpoints=endpoints,
+        grace_seconds=settings.SERVER_SHUTDOWN_GRACE_SECONDS,
+        max_body_bytes=settings.CHAT_MAX_BODY_BYTES,
+        proxy_forwarded_address_header="X-Forwarded-For" if proxy_headers else None,
+        proxy_forwarded_port_header="X-Forwarded-Port" if proxy_headers else None,
+        proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy_headers else None,
+    )
+    server.run()
+    return 1 if server.abort_start else 0
