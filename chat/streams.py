@@ -34,8 +34,11 @@ class ChatStream:
         policy: StepPolicy,
         limits: protocol.StreamLimits,
         drain_deadline: Callable[[], float],
+        received_at: float | None = None,
     ) -> None:
         self.plan = plan
+        self.received_at = plan.started if received_at is None else received_at
+        self.timing: dict[str, float] = {}
         self.principal = principal
         self.router = router
         self.policy = policy
@@ -55,14 +58,24 @@ class ChatStream:
             attempts = router.attempts(self.plan.route)
             deadline = time.monotonic() + self.policy.first_byte_seconds
             params = self.plan.request_params()
+            calling = time.perf_counter()
             first = await router.open_stream(attempts, params, deadline=deadline)
+            self.timing = {
+                "gateway": calling - self.received_at,
+                "upstream": time.perf_counter() - calling,
+            }
         except BaseException:
             await self.aclose()
             raise
         self.steps = StepLoop(self.plan, router, self.policy, first, attempts)
 
     def response(self) -> StreamingHttpResponse:
-        return ChatResponse(self)
+        response = ChatResponse(self)
+        # Mamba's own time before it called the provider, and the provider's until it answered.
+        response["Server-Timing"] = ", ".join(
+            f"{name};dur={seconds * 1000:.2f}" for name, seconds in self.timing.items()
+        )
+        return response
 
     async def body(self) -> AsyncIterator[bytes]:
         assert self.steps is not None, "start() first"

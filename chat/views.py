@@ -58,6 +58,7 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
         policy=step_policy(request),
         limits=stream_limits(),
         drain_deadline=lifecycle.drain_deadline,
+        received_at=getattr(request, "received_at", None),
     )
     await chat.start()
     return chat.response()

@@ -154,7 +154,7 @@ CORS_ALLOWED_ORIGINS = env.list(
     "CORS__ALLOWED_ORIGINS", default=["http://localhost:3000", "http://127.0.0.1:3000"]
 )
 CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "x-request-id")
-CORS_EXPOSE_HEADERS = ("x-request-id",)
+CORS_EXPOSE_HEADERS = ("x-request-id", "server-timing")
 CORS_PREFLIGHT_MAX_AGE = 600
 
 # Authentication of every API route but /health, /metrics and /admin/ (which has its login):

@@ -581,3 +581,12 @@ async def test_chat_disconnect_before_the_body_is_read_releases_everything(
     await asyncio.sleep(0.05)
     assert closed == [True]
     assert response._chat.steps.outcome == "disconnected"
+
+
+async def test_chat_server_timing_shows_the_gateways_own_time(async_client, respx_mock):
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("Hi")))
+    response = await post_chat(async_client, {"messages": [user("Hi")], "model": "gpt-4o"})
+    await read_stream(response)
+    timing = dict(part.strip().split(";dur=") for part in response["Server-Timing"].split(","))
+    assert set(timing) == {"gateway", "upstream"}
+    assert all(float(value) >= 0 for value in timing.values())
