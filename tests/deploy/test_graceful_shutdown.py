@@ -1,10 +1,10 @@
 import json
-from pathlib import Path
 import os
 import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
