@@ -260,11 +260,15 @@ class StreamLimits:
     total_timeout_seconds: float
 
 
-class StreamTimeout(Exception):
+class StreamEnded(Exception):
+    """The stream ended itself before its producer was done (one of its own limits)."""
+
+
+class StreamTimeout(StreamEnded):
     """The producer was silent longer than the idle timeout, or the stream ran too long."""
 
 
-class StreamInterrupted(StreamTimeout):
+class StreamInterrupted(StreamEnded):
     """The server is shutting down and the stream ran out of its drain time."""
 
 
@@ -386,7 +390,7 @@ async def stream(
                     ended = True
                     break
                 if isinstance(item, BaseException):
-                    if isinstance(item, StreamTimeout):
+                    if isinstance(item, StreamEnded):
                         cancel_reason = CANCEL_REASONS[type(item)]
                     out += [encode(e) for e in ledger.closing(safe_error(item), message_id)]
                     ended = True

@@ -187,3 +187,23 @@ async def test_stream_keepalives_follow_their_interval_below_a_second():
     limits = p.StreamLimits(keepalive_seconds=0.1, idle_timeout_seconds=5, total_timeout_seconds=5)
     raw = await collect([p.Start("m1"), 0.55, p.Finish("stop")], limits=limits)
     assert 4 <= raw.count(b": keep-alive\n\n") <= 6
+
+
+async def test_stream_disconnect_while_the_producer_waits_on_a_full_queue_is_a_cancellation():
+    seen = []
+
+    async def events():
+        try:
+            yield p.Start("m1")
+            for _ in range(1000):
+                yield p.StartStep()
+        except BaseException as error:
+            seen.append(type(error))
+            raise
+
+    stream = p.stream(events(), limits=LIMITS, message_id="m1", safe_error=str)
+    await anext(stream)
+    await asyncio.sleep(0.05)  # the producer fills the queue and waits to put the next event
+    await stream.aclose()  # the client leaves
+    # The producer learns why it ended (a disconnect, counted as one), not a bare close.
+    assert seen == [asyncio.CancelledError]
