@@ -366,19 +366,37 @@ async def stream(
     ledger = _Ledger()
     producer = asyncio.create_task(produce())
     cancel_reason: str | None = None
+    loop = asyncio.get_running_loop()
+    # One timer per stream, re-armed once per period (not one per event): it only wakes the
+    # consumer to look at the clock while the producer is silent.
+    period = min(WAKE_SECONDS, limits.keepalive_seconds)
+    ticker: asyncio.TimerHandle
+
+    def wake() -> None:
+        nonlocal ticker
+        if queue.empty():
+            queue.put_nowait(_WAKE)
+        ticker = loop.call_later(period, wake)
+
+    ticker = loop.call_later(period, wake)
     deadline = time.monotonic() + limits.total_timeout_seconds
     idle_deadline = last_write = time.monotonic()
     idle_deadline += limits.idle_timeout_seconds
     try:
         while True:
-            wake_at = last_write + limits.keepalive_seconds
-            item = await _next_item(queue, wake_at, min(deadline, idle_deadline), drain_deadline())
-            if item is _WAKE:
-                if time.monotonic() - last_write >= limits.keepalive_seconds:
-                    last_write = time.monotonic()
+            item = queue.get_nowait() if not queue.empty() else await queue.get()
+            now = time.monotonic()
+            if now >= drain_deadline():
+                item = StreamInterrupted()
+            elif now >= deadline or (item is _WAKE and now >= idle_deadline):
+                item = StreamTimeout()
+            elif item is _WAKE:
+                if now - last_write >= limits.keepalive_seconds:
+                    last_write = now
                     yield KEEPALIVE
                 continue
-            idle_deadline = time.monotonic() + limits.idle_timeout_seconds
+            else:
+                idle_deadline = now + limits.idle_timeout_seconds
             # Everything the producer has ready goes out in one write.
             batch = [item]
             while not queue.empty() and len(batch) < 64:
@@ -386,6 +404,8 @@ async def stream(
             out: list[bytes] = []
             ended = False
             for item in batch:
+                if item is _WAKE:
+                    continue
                 if item is _END:
                     ended = True
                     break
@@ -401,9 +421,11 @@ async def stream(
                 out.append(DONE)
                 yield b"".join(out)
                 return
-            last_write = time.monotonic()
-            yield b"".join(out)
+            if out:
+                last_write = time.monotonic()
+                yield b"".join(out)
     finally:
+        ticker.cancel()
         if not producer.done():
             producer.cancel(cancel_reason)
         # Wait for the producer so the upstream connection is closed before we return.
@@ -413,24 +435,3 @@ async def stream(
 _WAKE = object()
 # How often a silent stream looks at the clock: keep-alives and a drain that began meanwhile.
 WAKE_SECONDS = 1.0
-
-
-async def _next_item(
-    queue: asyncio.Queue[Any], wake_at: float, deadline: float, drain: float
-) -> Any:
-    """The next queued item; `_WAKE` at `wake_at` (or within a second) to look at the clock
-    again; a `StreamTimeout` past the deadline, a `StreamInterrupted` past the drain."""
-    if not queue.empty():
-        return queue.get_nowait()
-    now = time.monotonic()
-    if now >= drain:
-        return StreamInterrupted()
-    if now >= deadline:
-        return StreamTimeout()
-    try:
-        async with asyncio.timeout(
-            max(0, min(WAKE_SECONDS, wake_at - now, deadline - now, drain - now))
-        ):
-            return await queue.get()
-    except TimeoutError:
-        return _WAKE
