@@ -14,75 +14,18 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from mamba_site.background import run_in_background
-from mamba_site.clients import client_address, client_group, trusted_proxies_parse
-from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired, Forbidden
-from mamba_site.frontends import FrontendRecord, request_frontend
+from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired
+from mamba_site.frontends import client_of, frontend_principal, request_frontend
 from mamba_site.jwks import jwks_cache
 from mamba_site.keys import KEY_PREFIX, key_lookup_prefix, key_matches
 from mamba_site.models import ApiKey
+from mamba_site.principals import ANONYMOUS as ANONYMOUS  # re-exported: callers import them
+from mamba_site.principals import Principal as Principal  # from here
 
 logger = logging.getLogger(__name__)
 
 LAST_USED_INTERVAL_SECONDS = 60.0
 UNKNOWN_KEY_RELOAD_SECONDS = 1.0
-FRONTEND_PREFIX = "frontend:"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller: its scopes (empty: everything) and limits (None: none)."""
-
-    kind: str  # "api_key", "jwt", "frontend", "staff" or "anonymous"
-    id: str  # what its limits count under
-    name: str  # what logs show
-    allowed_agents: frozenset[str] = frozenset()
-    allowed_models: frozenset[str] = frozenset()
-    requests_per_minute: int | None = None
-    concurrent_streams: int | None = None
-    tokens_per_day: int | None = None
-    api_key_id: int | None = None
-    frontend_id: int | None = None
-    client: str | None = None  # a frontend's client: its IP address (IPv6: its /64)
-    # A daily token budget shared with others (a frontend's, for all its clients), counted
-    # besides the caller's own.
-    budget: "Principal | None" = None
-
-    @property
-    def frontend_name(self) -> str | None:
-        return self.name.removeprefix(FRONTEND_PREFIX) if self.kind == "frontend" else None
-
-    def allows_agent(self, slug: str) -> bool:
-        return not self.allowed_agents or slug in self.allowed_agents
-
-    def allows_model(self, model: str) -> bool:
-        return not self.allowed_models or model in self.allowed_models
-
-    # The refusals name only what was asked for: GET /models lists what the caller may use
-    # (its scope as far as it exists), so no message has to list names.
-    def check_agent(self, slug: str) -> None:
-        if not self.allows_agent(slug):
-            raise Forbidden(
-                f"{self._who} may not use agent {slug!r}. GET /models lists the agents "
-                f"{self._they} may use."
-            )
-
-    def check_model(self, model: str) -> None:
-        if not self.allows_model(model):
-            raise Forbidden(
-                f"{self._who} may not use model {model!r}. GET /models lists the models "
-                f"{self._they} may use."
-            )
-
-    @property
-    def _who(self) -> str:
-        return "This site" if self.kind == "frontend" else "These credentials"
-
-    @property
-    def _they(self) -> str:
-        return "it" if self.kind == "frontend" else "they"
-
-
-ANONYMOUS = Principal(kind="anonymous", id="anonymous", name="anonymous")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,43 +233,6 @@ async def credentials_authenticate(credentials: str | None, modes: frozenset[str
     if "jwt" in modes:
         return await jwt_authenticate(credentials)
     raise AuthInvalid("This service takes no credentials; call it from a registered origin.")
-
-
-def client_of(request: HttpRequest) -> str:
-    """The client's identity for per-client limits (MAMBA_TRUSTED_PROXIES)."""
-    address = client_address(
-        request.META.get("REMOTE_ADDR", ""),
-        request.META.get("HTTP_X_FORWARDED_FOR"),
-        trusted_proxies_parse(settings.TRUSTED_PROXIES),
-    )
-    return client_group(address)
-
-
-def frontend_principal(frontend: FrontendRecord, *, client: str) -> Principal:
-    """One client of a frontend: the frontend's scopes, its per-client limits under an id of
-    the client's own, and the frontend's daily budget shared by all of its clients."""
-    budget = None
-    if frontend.total_tokens_per_day:
-        budget = Principal(
-            kind="frontend",
-            id=f"frontend:{frontend.id}",
-            name=FRONTEND_PREFIX + frontend.name,
-            tokens_per_day=frontend.total_tokens_per_day,
-            frontend_id=frontend.id,
-        )
-    return Principal(
-        kind="frontend",
-        id=f"frontend:{frontend.id}:{client}",
-        name=FRONTEND_PREFIX + frontend.name,
-        allowed_agents=frontend.allowed_agents,
-        allowed_models=frontend.allowed_models,
-        requests_per_minute=frontend.requests_per_minute,
-        concurrent_streams=frontend.concurrent_streams,
-        tokens_per_day=frontend.tokens_per_day,
-        frontend_id=frontend.id,
-        client=client,
-        budget=budget,
-    )
 
 
 def www_authenticate(error: ApiError) -> str:

@@ -1,6 +1,7 @@
 """The frontend registry as requests see it: every enabled frontend by origin, from an
 in-process snapshot no older than AUTH_KEY_CACHE_SECONDS (as the key table), so no request
-queries the database; CORS and the `origin` auth mode both read it."""
+queries the database; CORS and the `origin` auth mode both read it. And who a frontend's
+request acts as: one client (by IP address) of that frontend."""
 
 import asyncio
 import logging
@@ -12,7 +13,9 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from mamba_site.background import run_in_background
+from mamba_site.clients import client_address, client_group, trusted_proxies_parse
 from mamba_site.models import Frontend
+from mamba_site.principals import FRONTEND_PREFIX, Principal
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +139,41 @@ def cors_allows_frontend(sender: object, request: HttpRequest, **kwargs: object)
     """django-cors-headers' `check_request_enabled`: an enabled frontend's origin is allowed,
     as found by `FrontendOriginMiddleware` before CORS runs (this signal is synchronous)."""
     return getattr(request, "frontend", None) is not None
+
+
+def client_of(request: HttpRequest) -> str:
+    """The client's identity for per-client limits (MAMBA_TRUSTED_PROXIES)."""
+    address = client_address(
+        request.META.get("REMOTE_ADDR", ""),
+        request.META.get("HTTP_X_FORWARDED_FOR"),
+        trusted_proxies_parse(settings.TRUSTED_PROXIES),
+    )
+    return client_group(address)
+
+
+def frontend_principal(frontend: FrontendRecord, *, client: str) -> Principal:
+    """One client of a frontend: the frontend's scopes, its per-client limits under an id of
+    the client's own, and the frontend's daily budget shared by all of its clients."""
+    name = FRONTEND_PREFIX + frontend.name
+    budget = None
+    if frontend.total_tokens_per_day:
+        budget = Principal(
+            kind="frontend",
+            id=f"frontend:{frontend.id}",
+            name=name,
+            tokens_per_day=frontend.total_tokens_per_day,
+            frontend_id=frontend.id,
+        )
+    return Principal(
+        kind="frontend",
+        id=f"frontend:{frontend.id}:{client}",
+        name=name,
+        allowed_agents=frontend.allowed_agents,
+        allowed_models=frontend.allowed_models,
+        requests_per_minute=frontend.requests_per_minute,
+        concurrent_streams=frontend.concurrent_streams,
+        tokens_per_day=frontend.tokens_per_day,
+        frontend_id=frontend.id,
+        client=client,
+        budget=budget,
+    )

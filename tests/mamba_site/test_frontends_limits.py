@@ -4,8 +4,7 @@ import httpx
 import pytest
 
 from mamba_site import quotas
-from mamba_site.auth import frontend_principal
-from mamba_site.frontends import frontends
+from mamba_site.frontends import frontend_principal, frontends
 from mamba_site.models import FrontendUsage
 from tests.chat.conftest import UPSTREAM_URL, read_stream, streaming, text_reply, user
 from tests.mamba_site.conftest import AsyncClientAt

@@ -3,9 +3,8 @@ import redis
 
 from chat import accounting
 from mamba_site import quotas
-from mamba_site.auth import frontend_principal
 from mamba_site.errors import RateLimited
-from mamba_site.frontends import FrontendRecord
+from mamba_site.frontends import FrontendRecord, frontend_principal
 from tests.services import redis_url
 
 # Limits of frontends' clients over one Redis, as replicas share them. No database: the
