@@ -254,3 +254,27 @@ async def test_origin_flood_of_unknown_origins_does_not_reach_the_database(
     assert (await get_models(async_client)).status_code == 200
     await SyncToAsync(queries.__exit__)(None, None, None)
     assert queries.final_queries == queries.initial_queries
+
+
+async def test_origin_registry_keeps_its_last_copy_when_the_database_fails(
+    async_client, origin_mode, register_frontend, settings, caplog
+):
+    settings.AUTH_KEY_CACHE_SECONDS = 0.2
+    await register_frontend()
+    assert (await get_models(async_client)).status_code == 200
+    rename = "ALTER TABLE {} RENAME TO {}"
+    await SyncToAsync(execute)(rename.format("mamba_site_frontend", "mamba_site_frontend_away"))
+    try:
+        await asyncio.sleep(0.25)
+        caplog.set_level("ERROR", logger="mamba_site.frontends")
+        for _ in range(5):  # the failed read is tried again a second later, not per request
+            assert (await get_models(async_client)).status_code == 200
+    finally:
+        await SyncToAsync(execute)(rename.format("mamba_site_frontend_away", "mamba_site_frontend"))
+    failures = [r for r in caplog.records if "Reading the frontend registry failed" in r.message]
+    assert len(failures) == 1
+
+
+def execute(sql):
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
