@@ -102,6 +102,24 @@ def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> list[checks
     return []
 
 
+@checks.register(TAG)
+def check_origin_clients(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Behind a proxy, with no trusted proxies every client of a frontend is the proxy."""
+    modes = {mode.strip() for mode in settings.AUTH_MODE.split(",")}
+    if "origin" not in modes or settings.TRUSTED_PROXIES.strip():
+        return []
+    return [
+        checks.Warning(
+            "MAMBA_AUTH__MODE includes origin and MAMBA_TRUSTED_PROXIES is empty: frontends' "
+            "per-client limits count by the address that connects, which behind a proxy or "
+            "ingress is the proxy's, one client for everybody.",
+            hint="Behind an ingress set MAMBA_TRUSTED_PROXIES (1, or the proxies' CIDRs); "
+            "see k8s/README.md. Served directly, ignore this.",
+            id="mamba.W004",
+        )
+    ]
+
+
 FRONTEND_MIDDLEWARE = "mamba_site.middleware.FrontendOriginMiddleware"
 CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
 

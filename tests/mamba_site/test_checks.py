@@ -154,3 +154,16 @@ def test_checks_want_the_frontend_middleware_before_cors(settings):
     assert check_frontend_middleware() == []
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != FRONTEND_MIDDLEWARE]
     assert ids(check_frontend_middleware()) == ["mamba.E007"]
+
+
+def test_checks_warn_when_origin_mode_trusts_no_proxy(settings):
+    from mamba_site.checks import check_origin_clients
+
+    settings.AUTH_MODE = "api_key,origin"
+    settings.TRUSTED_PROXIES = ""
+    assert ids(check_origin_clients()) == ["mamba.W004"]
+    settings.TRUSTED_PROXIES = "1"
+    assert check_origin_clients() == []
+    settings.AUTH_MODE = "api_key"
+    settings.TRUSTED_PROXIES = ""
+    assert check_origin_clients() == []
