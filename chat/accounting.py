@@ -1,4 +1,5 @@
-"""A stream's bill: the caller's stream slot and token budget, and its usage record."""
+"""A stream's bill: the caller's stream slot and token budgets (its own, and a frontend's shared
+one), and its usage record."""
 
 import logging
 from collections.abc import Awaitable, Callable
@@ -7,10 +8,11 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 
 from chat.translate import Usage
-from mamba_site import quotas
+from mamba_site import metrics, quotas
 from mamba_site.auth import ANONYMOUS, Principal
 from mamba_site.background import run_in_background
-from mamba_site.services import usage_record
+from mamba_site.errors import RateLimited
+from mamba_site.services import frontend_usage_record, usage_record
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class Admission:
         except Exception:
             logger.exception("Releasing the stream slot of %s failed", principal.name)
         try:
-            await quotas.tokens_add(principal, usage.input_tokens + usage.output_tokens)
+            await tokens_add(principal, usage.input_tokens + usage.output_tokens)
         except Exception:
             logger.exception("Counting the tokens of %s failed", principal.name)
         bill(principal, usage, completed=completed)
@@ -48,12 +50,43 @@ class Admission:
 
 async def admit(principal: Principal) -> Admission:
     """Check the day's tokens and take a stream slot; raises `RateLimited` (429)."""
-    await quotas.tokens_check(principal)
+    await tokens_check(principal)
     return Admission(principal, await quotas.stream_acquire(principal))
 
 
+async def tokens_check(principal: Principal) -> None:
+    """Raises `RateLimited` when the caller's tokens for the day, or its frontend's, are used."""
+    await quotas.tokens_check(principal)
+    if principal.budget is not None:
+        try:
+            await quotas.tokens_check(principal.budget)
+        except RateLimited as error:
+            raise RateLimited(
+                "This site's tokens for the day are used up; try again tomorrow (UTC).",
+                headers=error.headers,
+            ) from None
+
+
+async def tokens_add(principal: Principal, tokens: int) -> None:
+    await quotas.tokens_add(principal, tokens)
+    if principal.budget is not None:
+        await quotas.tokens_add(principal.budget, tokens)
+
+
 def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
-    """Record a key's usage off the request's path."""
+    """Record a key's or a frontend's usage off the request's path."""
+    if principal.frontend_name is not None:
+        metrics.frontend_tokens.labels(principal.frontend_name, "input").inc(usage.input_tokens)
+        metrics.frontend_tokens.labels(principal.frontend_name, "output").inc(usage.output_tokens)
+    if principal.frontend_id is not None:
+        run_in_background(
+            frontend_usage_record(
+                frontend_id=principal.frontend_id,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                error=not completed,
+            )
+        )
     if principal.api_key_id is not None:
         run_in_background(
             usage_record(

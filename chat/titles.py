@@ -5,11 +5,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from chat.accounting import bill
+from chat.accounting import bill, tokens_add, tokens_check
 from chat.routing import MAX_OUTPUT_TOKENS, Router
 from chat.schemas import TextPart, UIMessage
 from chat.translate import Usage
-from mamba_site import quotas
 from mamba_site.auth import Principal
 from mamba_site.errors import ApiError
 
@@ -67,7 +66,7 @@ async def title_generate(
         MAX_OUTPUT_TOKENS: 32,
     }
     try:
-        await quotas.tokens_check(principal)
+        await tokens_check(principal)
         route = router.resolve(model)
         completion = await router.complete(route, params, deadline=time.monotonic() + seconds)
     except ApiError as error:
@@ -76,7 +75,7 @@ async def title_generate(
     usage = Usage()
     usage.add(completion.usage)
     try:
-        await quotas.tokens_add(principal, usage.input_tokens + usage.output_tokens)
+        await tokens_add(principal, usage.input_tokens + usage.output_tokens)
     except Exception:
         logger.exception("Counting the title's tokens failed")
     bill(principal, usage, completed=True)

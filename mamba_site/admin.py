@@ -1,4 +1,5 @@
-"""Admin for API keys: issue (the secret is shown once), revoke, and usage."""
+"""Admin for API keys (issue: the secret is shown once; revoke), frontends (register origins,
+enable, disable), and the usage of both."""
 
 import re
 from typing import Any
@@ -11,7 +12,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from mamba_site.models import ApiKey, ApiKeyUsage
+from mamba_site.models import ApiKey, ApiKeyUsage, Frontend, FrontendUsage
+from mamba_site.origins import OriginError, origins_parse
 from mamba_site.services import api_key_prepare, api_key_revoke
 
 NAME = re.compile(r"^[\w./:-]+$")
@@ -141,6 +143,139 @@ class ApiKeyUsageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("day",)
     search_fields = ("api_key__name", "api_key__prefix")
     list_select_related = ("api_key",)
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class OriginListField(forms.Field):
+    """Origins, one per line (or comma separated), stored as a JSON list in browser form."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            value = " ".join(value)
+        try:
+            return origins_parse(value or "")
+        except OriginError as error:
+            raise ValidationError(str(error)) from None
+
+
+class FrontendForm(forms.ModelForm):  # type: ignore[type-arg]
+    origins = OriginListField(
+        help_text="One per line: scheme://host[:port], exactly as the page's address starts "
+        "(https://chat.example.com). No paths, no wildcards."
+    )
+    allowed_agents = NameListField(
+        required=False, help_text="Comma separated agent slugs; empty: every agent."
+    )
+    allowed_models = NameListField(
+        required=False, help_text="Comma separated model names; empty: every model."
+    )
+
+    class Meta:
+        model = Frontend
+        fields = (
+            "name",
+            "origins",
+            "enabled",
+            "allowed_agents",
+            "allowed_models",
+            "requests_per_minute",
+            "concurrent_streams",
+            "tokens_per_day",
+            "total_tokens_per_day",
+        )
+
+
+class FrontendUsageInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = FrontendUsage
+    extra = 0
+    can_delete = False
+    fields = ("day", "requests", "input_tokens", "output_tokens", "errors")
+    readonly_fields = fields
+    max_num = 0
+    verbose_name_plural = "Usage by day (UTC), all clients together"
+
+
+@admin.register(Frontend)
+class FrontendAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = FrontendForm
+    list_display = (
+        "name",
+        "origin_list",
+        "enabled",
+        "requests_per_minute",
+        "concurrent_streams",
+        "tokens_per_day",
+        "total_tokens_per_day",
+        "updated_at",
+    )
+    list_filter = ("enabled",)
+    search_fields = ("name",)
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "origins", "enabled", "allowed_agents", "allowed_models")}),
+        (
+            "Limits per client (IP address; IPv6: its /64)",
+            {"fields": ("requests_per_minute", "concurrent_streams", "tokens_per_day")},
+        ),
+        ("Limit for all clients together", {"fields": ("total_tokens_per_day",)}),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+    inlines = (FrontendUsageInline,)
+    actions = ("enable", "disable")
+
+    @admin.display(description="Origins")
+    def origin_list(self, frontend: Frontend) -> str:
+        return ", ".join(frontend.origins or ())
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: Frontend, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        self._note_delay(request)
+
+    def _note_delay(self, request: HttpRequest) -> None:
+        # Other replicas read the registry again every AUTH_KEY_CACHE_SECONDS, not at once.
+        self.message_user(
+            request,
+            "Frontends change at once on this replica (origin admission and CORS) and within "
+            f"{settings.AUTH_KEY_CACHE_SECONDS:g} s on the others.",
+        )
+
+    @admin.action(description="Enable the selected frontends", permissions=("change",))
+    def enable(self, request: HttpRequest, queryset: QuerySet[Frontend]) -> None:
+        self._set_enabled(request, queryset, enabled=True)
+
+    @admin.action(description="Disable the selected frontends", permissions=("change",))
+    def disable(self, request: HttpRequest, queryset: QuerySet[Frontend]) -> None:
+        self._set_enabled(request, queryset, enabled=False)
+
+    def _set_enabled(
+        self, request: HttpRequest, queryset: QuerySet[Frontend], *, enabled: bool
+    ) -> None:
+        for frontend in queryset:  # save(), not update(): the signal refreshes this replica
+            frontend.enabled = enabled
+            frontend.save(update_fields=("enabled", "updated_at"))
+        self._note_delay(request)
+
+
+@admin.register(FrontendUsage)
+class FrontendUsageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("day", "frontend", "requests", "input_tokens", "output_tokens", "errors")
+    list_filter = ("day",)
+    search_fields = ("frontend__name",)
+    list_select_related = ("frontend",)
     date_hierarchy = "day"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,4 +1,5 @@
-"""App config of the project package: checks, and the API key cache's invalidation."""
+"""App config of the project package: checks, the API key and frontend caches' invalidation,
+and CORS for registered frontends."""
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
@@ -10,12 +11,18 @@ class MambaSiteConfig(AppConfig):
     verbose_name = "Mamba"
 
     def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
         from mamba_site import checks  # noqa: F401  (registers the system checks)
         from mamba_site.auth import api_keys_invalidate
-        from mamba_site.models import ApiKey
+        from mamba_site.frontends import cors_allows_frontend, frontends
+        from mamba_site.models import ApiKey, Frontend
         from mamba_site.providers import providers
 
         setting_changed.connect(providers.setting_changed, dispatch_uid="providers_settings")
 
         post_save.connect(api_keys_invalidate, sender=ApiKey, dispatch_uid="api_keys_save")
         post_delete.connect(api_keys_invalidate, sender=ApiKey, dispatch_uid="api_keys_delete")
+        post_save.connect(frontends.invalidate, sender=Frontend, dispatch_uid="frontends_save")
+        post_delete.connect(frontends.invalidate, sender=Frontend, dispatch_uid="frontends_delete")
+        check_request_enabled.connect(cors_allows_frontend, dispatch_uid="cors_frontends")

@@ -1,4 +1,5 @@
-"""Who is calling: API keys (from an in-process snapshot of the key table) and JWTs."""
+"""Who is calling: API keys (from an in-process snapshot of the key table), JWTs, and browser
+frontends admitted by their registered origin."""
 
 import asyncio
 import logging
@@ -13,55 +14,18 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from mamba_site.background import run_in_background
-from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired, Forbidden
+from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired
+from mamba_site.frontends import client_of, frontend_principal, request_frontend
 from mamba_site.jwks import jwks_cache
 from mamba_site.keys import KEY_PREFIX, key_lookup_prefix, key_matches
 from mamba_site.models import ApiKey
+from mamba_site.principals import ANONYMOUS as ANONYMOUS  # re-exported: callers import them
+from mamba_site.principals import Principal as Principal  # from here
 
 logger = logging.getLogger(__name__)
 
 LAST_USED_INTERVAL_SECONDS = 60.0
 UNKNOWN_KEY_RELOAD_SECONDS = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller: its scopes (empty: everything) and limits (None: none)."""
-
-    kind: str  # "api_key", "jwt", "staff" or "anonymous"
-    id: str
-    name: str
-    allowed_agents: frozenset[str] = frozenset()
-    allowed_models: frozenset[str] = frozenset()
-    requests_per_minute: int | None = None
-    concurrent_streams: int | None = None
-    tokens_per_day: int | None = None
-    api_key_id: int | None = None
-
-    def allows_agent(self, slug: str) -> bool:
-        return not self.allowed_agents or slug in self.allowed_agents
-
-    def allows_model(self, model: str) -> bool:
-        return not self.allowed_models or model in self.allowed_models
-
-    # The refusals name only what was asked for: GET /models lists what the caller may use
-    # (its scope as far as it exists), so no message has to list names.
-    def check_agent(self, slug: str) -> None:
-        if not self.allows_agent(slug):
-            raise Forbidden(
-                f"These credentials may not use agent {slug!r}. GET /models lists the agents "
-                "they may use."
-            )
-
-    def check_model(self, model: str) -> None:
-        if not self.allows_model(model):
-            raise Forbidden(
-                f"These credentials may not use model {model!r}. GET /models lists the models "
-                "they may use."
-            )
-
-
-ANONYMOUS = Principal(kind="anonymous", id="anonymous", name="anonymous")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,17 +195,44 @@ def credentials_of(request: HttpRequest) -> str | None:
     return None
 
 
+def carries_credentials(request: HttpRequest) -> bool:
+    """Whether the request holds credentials of any kind, even empty or unusable ones."""
+    return "X-API-Key" in request.headers or "Authorization" in request.headers
+
+
+def auth_modes() -> frozenset[str]:
+    return frozenset(mode.strip() for mode in settings.AUTH_MODE.split(","))
+
+
 async def authenticate(request: HttpRequest) -> Principal:
-    """The caller of an API request under `AUTH_MODE`; raises a 401 `ApiError`."""
-    modes = {mode.strip() for mode in settings.AUTH_MODE.split(",")}
+    """The caller of an API request under `AUTH_MODE`; raises a 401 `ApiError`.
+
+    Credentials, when the request carries any, decide alone (a bad key is a 401 from a
+    registered origin too); only a request without any is admitted by its `Origin`."""
+    modes = auth_modes()
     if "none" in modes:
         return ANONYMOUS
-    credentials = credentials_of(request)
+    if carries_credentials(request) or "origin" not in modes:
+        return await credentials_authenticate(credentials_of(request), modes)
+    frontend = await request_frontend(request)
+    if frontend is None:
+        if "Origin" in request.headers:
+            raise AuthRequired(
+                "Authentication required: this origin is not a registered frontend's; send "
+                "X-API-Key or Authorization: Bearer."
+            )
+        raise AuthRequired()
+    return frontend_principal(frontend, client=client_of(request))
+
+
+async def credentials_authenticate(credentials: str | None, modes: frozenset[str]) -> Principal:
     if not credentials:
         raise AuthRequired()
     if "api_key" in modes and (credentials.startswith(KEY_PREFIX) or "jwt" not in modes):
         return await api_key_authenticate(credentials)
-    return await jwt_authenticate(credentials)
+    if "jwt" in modes:
+        return await jwt_authenticate(credentials)
+    raise AuthInvalid("This service takes no credentials; call it from a registered origin.")
 
 
 def www_authenticate(error: ApiError) -> str:

@@ -9,6 +9,7 @@ from django.core.checks.security import base as django_security
 from django.core.checks.security import csrf as django_csrf
 from django.core.exceptions import ImproperlyConfigured
 
+from mamba_site.clients import trusted_proxies_parse
 from mamba_site.providers import ProvidersConfigError, providers
 
 logger = logging.getLogger("mamba.startup")
@@ -39,7 +40,7 @@ def check_upstream_configured(app_configs: Any = None, **kwargs: Any) -> list[ch
     ]
 
 
-AUTH_MODES = {"none", "api_key", "jwt"}
+AUTH_MODES = {"none", "api_key", "jwt", "origin"}
 
 
 @checks.register(TAG)
@@ -49,7 +50,8 @@ def check_auth_mode(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         return [
             checks.Error(
                 f"MAMBA_AUTH__MODE={settings.AUTH_MODE!r} is not a mode.",
-                hint="Use none, api_key, jwt or api_key,jwt.",
+                hint="Use none, or any of api_key, jwt and origin, comma separated "
+                "(api_key,origin).",
                 id="mamba.E002",
             )
         ]
@@ -82,6 +84,61 @@ def check_auth_mode(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
             )
         ]
     return []
+
+
+@checks.register(TAG)
+def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        trusted_proxies_parse(settings.TRUSTED_PROXIES)
+    except ValueError as error:
+        return [
+            checks.Error(
+                f"MAMBA_TRUSTED_PROXIES={settings.TRUSTED_PROXIES!r}: {error}",
+                hint="Leave it empty, give the number of proxies in front (1), or their "
+                "networks (10.0.0.0/8,fd00::/8).",
+                id="mamba.E006",
+            )
+        ]
+    return []
+
+
+@checks.register(TAG)
+def check_origin_clients(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Behind a proxy, with no trusted proxies every client of a frontend is the proxy."""
+    modes = {mode.strip() for mode in settings.AUTH_MODE.split(",")}
+    if "origin" not in modes or settings.TRUSTED_PROXIES.strip():
+        return []
+    return [
+        checks.Warning(
+            "MAMBA_AUTH__MODE includes origin and MAMBA_TRUSTED_PROXIES is empty: frontends' "
+            "per-client limits count by the address that connects, which behind a proxy or "
+            "ingress is the proxy's, one client for everybody.",
+            hint="Behind an ingress set MAMBA_TRUSTED_PROXIES (1, or the proxies' CIDRs); "
+            "see k8s/README.md. Served directly, ignore this.",
+            id="mamba.W004",
+        )
+    ]
+
+
+FRONTEND_MIDDLEWARE = "mamba_site.middleware.FrontendOriginMiddleware"
+CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
+
+
+@checks.register(TAG)
+def check_frontend_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    middleware = list(settings.MIDDLEWARE)
+    if CORS_MIDDLEWARE not in middleware or (
+        FRONTEND_MIDDLEWARE in middleware
+        and middleware.index(FRONTEND_MIDDLEWARE) < middleware.index(CORS_MIDDLEWARE)
+    ):
+        return []
+    return [
+        checks.Error(
+            f"{FRONTEND_MIDDLEWARE} must come before {CORS_MIDDLEWARE} in MIDDLEWARE.",
+            hint="Without it there, CORS does not allow the registered frontends' origins.",
+            id="mamba.E007",
+        )
+    ]
 
 
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")

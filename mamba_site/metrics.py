@@ -1,4 +1,4 @@
-"""Prometheus metrics. Labels carry routes, model and agent names and codes: never a key's
+"""Prometheus metrics. Labels carry routes, model, agent and frontend names and codes: never a key's
 secret or any user text; model names outside the catalog count as "other"."""
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -52,4 +52,13 @@ upstream_first_token = Histogram(
 upstream_cooldowns = Counter(
     "mamba_upstream_cooldowns_total", "Times a target was taken out of rotation.",
     ("provider", "target"),
+)  # fmt: skip
+frontend_requests = Counter(
+    "mamba_frontend_requests_total",
+    "Requests admitted by a registered frontend's origin, by frontend name and status.",
+    ("frontend", "status"),
+)
+frontend_tokens = Counter(
+    "mamba_frontend_tokens_total", "Tokens used by frontends' clients, by frontend name and kind.",
+    ("frontend", "kind"),
 )  # fmt: skip

@@ -1,5 +1,5 @@
-"""Cross-cutting middleware: request id, Host validation, access log, API authentication, and
-Django's own middleware limited to the admin."""
+"""Cross-cutting middleware: request id, Host validation, access log, the frontend of a
+request's origin, API authentication, and Django's own middleware limited to the admin."""
 
 import functools
 import logging
@@ -25,6 +25,7 @@ from django.utils.deprecation import MiddlewareMixin
 from mamba_site import metrics
 from mamba_site.auth import authenticate, www_authenticate
 from mamba_site.errors import ApiError, InvalidRequest, error_response
+from mamba_site.frontends import request_frontend
 from mamba_site.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
 from mamba_site.quotas import request_hit
 
@@ -94,6 +95,8 @@ class AccessLogMiddleware(AsyncMiddleware):
         metrics.http_duration.labels(route, request.method).observe(duration)
         level = logging.DEBUG if request.path.startswith(QUIET_PREFIXES) else logging.INFO
         principal = getattr(request, "principal", None)
+        if principal is not None and principal.frontend_name is not None:
+            metrics.frontend_requests.labels(principal.frontend_name, response.status_code).inc()
         access_logger.log(
             level,
             "%s %s %s %.1fms",
@@ -108,6 +111,8 @@ class AccessLogMiddleware(AsyncMiddleware):
                 "status": response.status_code,
                 "duration_ms": round(duration * 1000, 1),
                 "key": principal.name if principal is not None else None,
+                # Only a frontend's: its limits count per client.
+                "client": principal.client if principal is not None else None,
             },
         )
         return response
@@ -133,6 +138,15 @@ def _route_of_path(path: str, urlconf: str) -> str:
     return "/" + match.route if match.route else "unmatched"
 
 
+class FrontendOriginMiddleware(AsyncMiddleware):
+    """Looks up the enabled frontend of the request's `Origin` before CORS, whose check (a
+    synchronous signal) then only reads it; the `origin` auth mode reads it too."""
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        await request_frontend(request)
+        return await self.get_response(request)
+
+
 class ApiAuthMiddleware(AsyncMiddleware):
     """Authenticates every API request (MAMBA_AUTH__MODE) and counts it against its limit."""
 
@@ -141,6 +155,8 @@ class ApiAuthMiddleware(AsyncMiddleware):
             return await self.get_response(request)
         try:
             principal = await authenticate(request)
+            # Set before the limit's check, so that a refusal's log line names the caller.
+            request.principal = principal  # type: ignore[attr-defined]
             limit_headers = await request_hit(principal)
         except ApiError as error:
             response: HttpResponseBase = error_response(error, request)
@@ -148,7 +164,6 @@ class ApiAuthMiddleware(AsyncMiddleware):
                 metrics.auth_failures.labels(str(error.code)).inc()
                 response["WWW-Authenticate"] = www_authenticate(error)
             return response
-        request.principal = principal  # type: ignore[attr-defined]
         response = await self.get_response(request)
         for name, value in limit_headers.items():
             response[name] = value

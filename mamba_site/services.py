@@ -1,17 +1,19 @@
-"""Writes with rules for API keys: issuing (the secret exists only in the return value),
-revoking, and the daily usage counters."""
+"""Writes with rules for API keys (issuing: the secret exists only in the return value;
+revoking), frontends (registering), and the daily usage counters of both."""
 
 from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from mamba_site.keys import key_digest, key_generate, key_lookup_prefix
-from mamba_site.models import ApiKey, ApiKeyUsage
+from mamba_site.models import ApiKey, ApiKeyUsage, Frontend, FrontendUsage
+from mamba_site.origins import OriginError, origins_parse
 
 
 def api_key_prepare(api_key: ApiKey) -> str:
@@ -63,3 +65,36 @@ async def usage_record(
     *, api_key_id: int, input_tokens: int, output_tokens: int, error: bool
 ) -> None:
     await sync_to_async(_usage_add)(api_key_id, input_tokens, output_tokens, error)
+
+
+def frontend_create(*, name: str, origins: list[str], **fields: Any) -> Frontend:
+    """A new frontend, validated as the admin does (a unique name; origins written as browsers
+    send them, each registered once); raises `ValidationError`."""
+    try:
+        origins = origins_parse(" ".join(origins))
+    except OriginError as error:
+        raise ValidationError({"origins": str(error)}) from None
+    frontend = Frontend(name=name, origins=origins, **fields)
+    frontend.full_clean()
+    frontend.save()
+    return frontend
+
+
+@transaction.atomic
+def _frontend_usage_add(
+    frontend_id: int, input_tokens: int, output_tokens: int, error: bool
+) -> None:
+    day = datetime.now(UTC).date()
+    usage, _ = FrontendUsage.objects.get_or_create(frontend_id=frontend_id, day=day)
+    FrontendUsage.objects.filter(pk=usage.pk).update(
+        requests=F("requests") + 1,
+        input_tokens=F("input_tokens") + input_tokens,
+        output_tokens=F("output_tokens") + output_tokens,
+        errors=F("errors") + int(error),
+    )
+
+
+async def frontend_usage_record(
+    *, frontend_id: int, input_tokens: int, output_tokens: int, error: bool
+) -> None:
+    await sync_to_async(_frontend_usage_add)(frontend_id, input_tokens, output_tokens, error)

@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "mamba_site.middleware.RequestIdMiddleware",
     "mamba_site.middleware.HostValidationMiddleware",
     "mamba_site.middleware.AccessLogMiddleware",
+    # Finds the registered frontend of the request's Origin, for CORS and the auth that follow.
+    "mamba_site.middleware.FrontendOriginMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     # HTTPS redirect and security headers (Django's SecurityMiddleware, async; see checks.py).
     "mamba_site.security.SecurityMiddleware",
@@ -150,15 +152,25 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 SERVESTATIC_USE_FINDERS = env.bool("STATIC__USE_FINDERS", default=True)
 
 # CORS: the frontend runs on another origin and sends only content-type (and an auth header).
+# Besides these, every enabled frontend's origins (the registry, in the admin) are allowed.
 CORS_ALLOWED_ORIGINS = env.list(
     "CORS__ALLOWED_ORIGINS", default=["http://localhost:3000", "http://127.0.0.1:3000"]
 )
 CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "x-request-id")
-CORS_EXPOSE_HEADERS = ("x-request-id", "server-timing")
+# A page may read when to try again after a 429, and Mamba's timing.
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "server-timing",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+)
 CORS_PREFLIGHT_MAX_AGE = 600
 
 # Authentication of every API route but /health, /metrics and /admin/ (which has its login):
-# none (development only), api_key, jwt, or api_key,jwt (either).
+# none (development only), or any of api_key, jwt and origin, comma separated (api_key,jwt:
+# either credential; origin: a request without credentials from a registered frontend's origin).
 AUTH_MODE = env.str("AUTH__MODE", default="none" if DEBUG else "api_key")
 AUTH_ALLOW_NONE_IN_PRODUCTION = env.bool("AUTH__ALLOW_NONE_IN_PRODUCTION", default=False)
 # How stale the in-process copy of the API keys may be (a revocation elsewhere takes this long).
@@ -182,6 +194,11 @@ AUTH_JWT_MODELS_CLAIM = env.str("AUTH__JWT__MODELS_CLAIM", default="mamba_models
 AUTH_JWT_REQUESTS_PER_MINUTE = _int_or_none(env.str("AUTH__JWT__REQUESTS_PER_MINUTE", default=""))
 AUTH_JWT_CONCURRENT_STREAMS = _int_or_none(env.str("AUTH__JWT__CONCURRENT_STREAMS", default=""))
 AUTH_JWT_TOKENS_PER_DAY = _int_or_none(env.str("AUTH__JWT__TOKENS_PER_DAY", default=""))
+
+# Who may set X-Forwarded-For: empty (nobody: the peer's address is the client's), a number of
+# proxies in front (1: one ingress), or their networks (CIDRs). The client's address keys the
+# per-client limits of frontends.
+TRUSTED_PROXIES = env.str("TRUSTED_PROXIES", default="")
 
 # The window of the requests-per-minute limits (a constant; tests shorten it).
 RATE_LIMIT_WINDOW_SECONDS = 60

@@ -8,6 +8,7 @@ from django.db import connections
 from agents.models import Agent
 from agents.selectors import agents_invalidate
 from chat.routing import routers
+from mamba_site.frontends import frontends
 from tests import services
 
 
@@ -41,6 +42,14 @@ def _fresh_agent_cache():
     agents_invalidate()
     yield
     agents_invalidate()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_frontend_registry():
+    # A flushed test database sends no signal; the registry's snapshot must not outlive it.
+    frontends.invalidate()
+    yield
+    frontends.invalidate()
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,8 @@ A module that needs another fake or a differently configured service starts its 
 `running_fake_upstream()` and `running_service(daphne_env(...), log_path)`.
 
 The tests themselves use no database (no `db` fixture). Node and npm are required: without
-them the tests fail with an explanation rather than skip.
+them the tests fail with an explanation rather than skip. Browser tests use `browser`: Debian's
+chromium driven by Playwright (skipped where it is not installed, required in CI).
 """
 
 import contextlib
@@ -36,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.databases import migrate, migrated_database
+from tests.services import missing
 
 E2E_DIR = Path(__file__).resolve().parent
 NODE_DIR = E2E_DIR / "node"
@@ -45,6 +48,17 @@ CLIENT = NODE_DIR / "client.mjs"
 REPO_ROOT = E2E_DIR.parent.parent
 START_TIMEOUT = 30.0
 CLIENT_TIMEOUT = 60.0
+CHROMIUM = os.environ.get("MAMBA_CHROMIUM", "/usr/bin/chromium")
+# Chromium on a machine without network or display: no sandbox (root), no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -268,7 +282,9 @@ def daphne_env(database_url: str, settings: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **DAPHNE_ENV, "MAMBA_DATABASE_URL": database_url, **settings}
 
 
-def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_daphne(
+    env: dict[str, str], log_path: Path, probe: str = "/models"
+) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -292,7 +308,7 @@ def _start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen
         if process.poll() is not None:
             return process, port
         try:
-            _http_json(f"http://127.0.0.1:{port}/models", timeout=2)
+            _http_json(f"http://127.0.0.1:{port}{probe}", timeout=2)
             return process, port
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             time.sleep(0.1)
@@ -311,28 +327,49 @@ def service(
 
 
 @contextlib.contextmanager
-def running_service(env: dict[str, str], log_path: Path) -> Iterator[Service]:
-    """daphne with `env` on a free port, once it answers /models (its log in `log_path`)."""
+def running_service(
+    env: dict[str, str], log_path: Path, probe: str = "/models"
+) -> Iterator[Service]:
+    """daphne with `env` on a free port, once it answers `probe` (its log in `log_path`); a
+    service that needs credentials is probed at /health/live."""
     process = None
     for _attempt in range(3):  # the free port may be taken between probe and bind
-        process, port = _start_daphne(env, log_path)
+        process, port = _start_daphne(env, log_path, probe)
         if process.poll() is None:
             break
     assert process is not None
     if process.poll() is not None:
         pytest.fail(f"daphne did not start; its log:\n{log_path.read_text()}", pytrace=False)
     try:
-        _http_json(f"http://127.0.0.1:{port}/models", timeout=5)
+        _http_json(f"http://127.0.0.1:{port}{probe}", timeout=5)
     except Exception as error:
         _stop(process)
         pytest.fail(
-            f"daphne does not answer /models ({error}); log:\n{log_path.read_text()}",
+            f"daphne does not answer {probe} ({error}); log:\n{log_path.read_text()}",
             pytrace=False,
         )
     try:
         yield Service(process, port, log_path, env)
     finally:
         _stop(process)
+
+
+# -- The browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless chromium, one per test module."""
+    if not shutil.which(CHROMIUM):
+        # Skipped where it could not be installed (no root or sudo); CI requires it.
+        missing(
+            f"no chromium at {CHROMIUM} for the browser tests (`make test` installs Debian's "
+            "with apt-get as root or via sudo; or set MAMBA_CHROMIUM)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 # -- Running the client --------------------------------------------------------------------

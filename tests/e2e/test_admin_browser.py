@@ -1,28 +1,14 @@
 """The admin in headless Chromium (Debian's package, driven by Playwright): log in, edit an
 agent's prompt, open its playground, stream a reply and see the chart it renders."""
 
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import REPO_ROOT, FakeUpstreamProcess, Service
-from tests.services import missing
 
-CHROMIUM = os.environ.get("MAMBA_CHROMIUM", "/usr/bin/chromium")
-# Chromium on a machine without network or display: no sandbox (root), no background traffic.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "browser-test-password"
 
 
@@ -43,20 +29,6 @@ def staff_user(service: Service) -> str:
         timeout=60,
     )
     return username
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    if not shutil.which(CHROMIUM):
-        # Skipped where it could not be installed (no root or sudo); CI requires it.
-        missing(
-            f"no chromium at {CHROMIUM} for the browser tests (`make test` installs Debian's "
-            "with apt-get as root or via sudo; or set MAMBA_CHROMIUM)"
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -125,3 +125,45 @@ def test_checks_deploy_reports_hsts_off_through_the_command(settings):
     output = out.getvalue() + err.getvalue()
     assert "security.W004" in output
     assert "security.W001" not in output
+
+
+@pytest.mark.parametrize("mode", ["origin", "api_key,origin", "jwt,origin", "api_key,jwt,origin"])
+def test_checks_accept_the_origin_mode_combined(settings, mode):
+    settings.AUTH_MODE = mode
+    settings.AUTH_JWT_SECRET = "s" * 32
+    assert check_auth_mode() == []
+
+
+def test_checks_refuse_origin_with_none(settings):
+    settings.AUTH_MODE = "none,origin"
+    assert ids(check_auth_mode()) == ["mamba.E002"]
+
+
+def test_checks_refuse_malformed_trusted_proxies(settings):
+    from mamba_site.checks import check_trusted_proxies
+
+    settings.TRUSTED_PROXIES = "the ingress"
+    assert ids(check_trusted_proxies()) == ["mamba.E006"]
+    settings.TRUSTED_PROXIES = "10.0.0.0/8, fd00::/8"
+    assert check_trusted_proxies() == []
+
+
+def test_checks_want_the_frontend_middleware_before_cors(settings):
+    from mamba_site.checks import FRONTEND_MIDDLEWARE, check_frontend_middleware
+
+    assert check_frontend_middleware() == []
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != FRONTEND_MIDDLEWARE]
+    assert ids(check_frontend_middleware()) == ["mamba.E007"]
+
+
+def test_checks_warn_when_origin_mode_trusts_no_proxy(settings):
+    from mamba_site.checks import check_origin_clients
+
+    settings.AUTH_MODE = "api_key,origin"
+    settings.TRUSTED_PROXIES = ""
+    assert ids(check_origin_clients()) == ["mamba.W004"]
+    settings.TRUSTED_PROXIES = "1"
+    assert check_origin_clients() == []
+    settings.AUTH_MODE = "api_key"
+    settings.TRUSTED_PROXIES = ""
+    assert check_origin_clients() == []
