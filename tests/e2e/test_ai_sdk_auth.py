@@ -3,7 +3,6 @@
 as the SDK's error with Mamba's JSON body."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,13 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (
-    DAPHNE_ENV,
     REPO_ROOT,
     ChatClient,
     FakeUpstreamProcess,
     Service,
-    _start_daphne,
-    _stop,
+    daphne_env,
+    running_service,
 )
 
 SDKS = ["7", "6"]
@@ -31,21 +29,14 @@ def keyed_service(
     e2e_database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
-    env = {
-        **os.environ,
-        **DAPHNE_ENV,
-        "MAMBA_AUTH__MODE": "api_key",
-        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
-        "MAMBA_DATABASE_URL": e2e_database_url,
-    }
+    env = daphne_env(
+        e2e_database_url,
+        {"MAMBA_AUTH__MODE": "api_key", "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url},
+    )
     log_path = tmp_path_factory.mktemp("keyed-daphne") / "daphne.log"
-    process, port = _start_daphne(env, log_path)
-    if process.poll() is not None:
-        pytest.fail(f"daphne did not start; its log:\n{log_path.read_text()}", pytrace=False)
-    try:
-        yield Service(process, port, log_path, env)
-    finally:
-        _stop(process)
+    # A keyed service answers /models only with a key: it is probed at /health/live.
+    with running_service(env, log_path, probe="/health/live") as service:
+        yield service
 
 
 def create_key(service: Service, name: str) -> str:
