@@ -8,8 +8,8 @@ from django.http import HttpRequest
 
 from chat.translate import Usage
 from mamba_site import quotas
-from mamba_site.auth import ANONYMOUS, Principal, spawn
-from mamba_site.services import usage_record
+from mamba_site.auth import ANONYMOUS, Principal
+from mamba_site.usage import usage_record
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,12 @@ async def admit(principal: Principal) -> Admission:
 
 
 def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
-    """Record a key's usage off the request's path."""
+    """Record a key's usage off the request's path (kept and retried while the database is
+    down: mamba_site/usage.py)."""
     if principal.api_key_id is not None:
-        spawn(
-            usage_record(
-                api_key_id=principal.api_key_id,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                error=not completed,
-            )
+        usage_record(
+            api_key_id=principal.api_key_id,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            error=not completed,
         )

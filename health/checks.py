@@ -3,17 +3,19 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import httpx
 import redis.asyncio as redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
+
+from mamba_site.db import DatabaseUnavailable, db_call
+from mamba_site.tables import tables_servable
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,11 @@ async def _timed(name: str, probe: Awaitable[None], *, failure: Status) -> Compo
             await probe
     except TimeoutError:
         error = f"{name} did not answer within {timeout:g} s"
+    except DatabaseUnavailable as unavailable:
+        if unavailable.timed_out:
+            error = f"{name} did not answer within {timeout:g} s"
+        else:
+            error = f"{name} check failed ({unavailable})"
     except CheckFailed as failed:
         error = str(failed)
     except Exception as exc:  # the class name is safe; its message may hold hosts or bodies
@@ -91,14 +98,31 @@ def _pending_migrations(alias: str) -> int:
     return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
+def _probe_call[T](fn: Callable[[str], T], alias: str, name: str) -> Awaitable[T]:
+    # On a database thread within the probe's own timeout: a hung call cannot hold the probe.
+    return db_call(
+        fn,
+        alias,
+        timeout=settings.HEALTH_TIMEOUT_SECONDS,
+        operation=f"health_{name}",
+        meanwhile="/health/ready reports it",
+    )
+
+
 async def check_database(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
-    return await _timed("database", sync_to_async(_db_ping)(alias), failure=Status.UNHEALTHY)
+    """The database answers. While the default one fails, the process still serves from its
+    copies of the key and agent tables (stale-if-error): `degraded` while they are servable,
+    so that an outage does not take every pod out of the Service at once."""
+    failure = Status.UNHEALTHY
+    if alias == DEFAULT_DB_ALIAS and tables_servable():
+        failure = Status.DEGRADED
+    return await _timed("database", _probe_call(_db_ping, alias, "database"), failure=failure)
 
 
 async def _migrations_probe(alias: str) -> None:
     if alias in _migrated:
         return
-    pending = await sync_to_async(_pending_migrations)(alias)
+    pending = await _probe_call(_pending_migrations, alias, "migrations")
     if pending:
         raise CheckFailed(f"{pending} migration(s) not applied: run `manage.py migrate`")
     _migrated.add(alias)
@@ -118,7 +142,9 @@ async def _redis_probe(url: str) -> None:
 
 
 async def check_redis() -> ComponentResult:
-    return await _timed("redis", _redis_probe(settings.REDIS_URL), failure=Status.UNHEALTHY)
+    """Redis answers; while it does not, limits are counted per process or refused (closed):
+    the pod keeps serving, so an outage is `degraded`."""
+    return await _timed("redis", _redis_probe(settings.REDIS_URL), failure=Status.DEGRADED)
 
 
 def upstream_checked() -> bool:

@@ -1,4 +1,5 @@
-"""App config of the project package: checks, and the API key cache's invalidation."""
+"""App config of the project package: checks, the API key cache's invalidation, the database's
+watchdog and the usage records' flush at shutdown."""
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
@@ -10,10 +11,15 @@ class MambaSiteConfig(AppConfig):
     verbose_name = "Mamba"
 
     def ready(self) -> None:
-        from mamba_site import checks  # noqa: F401  (registers the system checks)
+        from mamba_site import checks, lifecycle  # noqa: F401  (checks: registers them)
         from mamba_site.auth import api_keys_invalidate
+        from mamba_site.db import db_install
         from mamba_site.models import ApiKey
         from mamba_site.providers import providers
+        from mamba_site.usage import usage_flush_at_shutdown
+
+        db_install()
+        lifecycle.at_shutdown(usage_flush_at_shutdown)
 
         setting_changed.connect(providers.setting_changed, dispatch_uid="providers_settings")
 

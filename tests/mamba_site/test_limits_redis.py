@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def shared_redis(settings):
     # Its own database number; skipped without Redis (failed with MAMBA_TEST_REQUIRE_ALL).
-    url = redis_url(15)
+    url = redis_url(8)
     client = redis.Redis.from_url(url)
     client.flushdb()
     settings.REDIS_URL = url
