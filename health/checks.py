@@ -58,8 +58,11 @@ def migrations_forget() -> None:
     _migrated.clear()
 
 
-async def _timed(name: str, probe: Awaitable[None], *, failure: Status) -> ComponentResult:
-    """Run `probe` within the health timeout; any failure becomes `failure` with a safe error."""
+async def _timed(
+    name: str, probe: Awaitable[None], *, failure: Status, unreachable: Status | None = None
+) -> ComponentResult:
+    """Run `probe` within the health timeout; any failure becomes `failure` with a safe error
+    (`unreachable`, when given, for a database that does not answer)."""
     timeout = settings.HEALTH_TIMEOUT_SECONDS
     started = time.perf_counter()
     try:
@@ -67,11 +70,13 @@ async def _timed(name: str, probe: Awaitable[None], *, failure: Status) -> Compo
             await probe
     except TimeoutError:
         error = f"{name} did not answer within {timeout:g} s"
+        failure = unreachable or failure
     except DatabaseUnavailable as unavailable:
         if unavailable.timed_out:
             error = f"{name} did not answer within {timeout:g} s"
         else:
             error = f"{name} check failed ({unavailable})"
+        failure = unreachable or failure
     except CheckFailed as failed:
         error = str(failed)
     except Exception as exc:  # the class name is safe; its message may hold hosts or bodies
@@ -109,14 +114,18 @@ def _probe_call[T](fn: Callable[[str], T], alias: str, name: str) -> Awaitable[T
     )
 
 
-async def check_database(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
-    """The database answers. While the default one fails, the process still serves from its
-    copies of the key and agent tables (stale-if-error): `degraded` while they are servable,
-    so that an outage does not take every pod out of the Service at once."""
-    failure = Status.UNHEALTHY
+def _unreachable(alias: str) -> Status:
+    """While the default database fails, the process still serves from its copies of the key
+    and agent tables (stale-if-error): `degraded` while they are servable, so that an outage
+    does not take every pod out of the Service at once."""
     if alias == DEFAULT_DB_ALIAS and tables_servable():
-        failure = Status.DEGRADED
-    return await _timed("database", _probe_call(_db_ping, alias, "database"), failure=failure)
+        return Status.DEGRADED
+    return Status.UNHEALTHY
+
+
+async def check_database(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
+    status = _unreachable(alias)
+    return await _timed("database", _probe_call(_db_ping, alias, "database"), failure=status)
 
 
 async def _migrations_probe(alias: str) -> None:
@@ -129,7 +138,12 @@ async def _migrations_probe(alias: str) -> None:
 
 
 async def check_migrations(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
-    return await _timed("migrations", _migrations_probe(alias), failure=Status.UNHEALTHY)
+    return await _timed(
+        "migrations",
+        _migrations_probe(alias),
+        failure=Status.UNHEALTHY,
+        unreachable=_unreachable(alias),
+    )
 
 
 async def _redis_probe(url: str) -> None:

@@ -113,10 +113,10 @@ def api_keys_invalidate(**kwargs: object) -> None:
 
 
 async def _key_snapshot(
-    max_age: float, refresh_after: float | None = None
+    max_age: float, *, refresh_after: float | None = None, patient: bool = False
 ) -> Snapshot[dict[str, _KeyRecord]]:
     try:
-        return await key_table.get(max_age=max_age, refresh_after=refresh_after)
+        return await key_table.get(max_age=max_age, refresh_after=refresh_after, patient=patient)
     except DatabaseUnavailable:
         raise AuthUnavailable() from None
 
@@ -130,7 +130,7 @@ async def api_key_authenticate(secret: str) -> Principal:
     if record is None:
         # Perhaps a key issued on another replica since the last read: read again, but at
         # most once a second, so a flood of unknown keys costs one query a second, not one each.
-        snapshot = await _key_snapshot(UNKNOWN_KEY_RELOAD_SECONDS)
+        snapshot = await _key_snapshot(UNKNOWN_KEY_RELOAD_SECONDS, patient=True)
         if not snapshot.fresh:  # the database fails: whether the key exists is unknown
             raise AuthUnavailable()
         record = snapshot.value.get(prefix)

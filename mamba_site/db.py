@@ -12,6 +12,7 @@ query then fails at once, the pool drops that connection, and the thread is free
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mamba_site import metrics
 from mamba_site.dependencies import database_state
@@ -61,7 +62,7 @@ async def db_call[T](
     (default `DATABASE_TIMEOUT_SECONDS`) or when the database fails, which is logged with
     `meanwhile` (what the service does instead). Other errors (a bug, an integrity error)
     are raised as they are."""
-    name = operation or fn.__name__.lstrip("_")
+    name = operation or getattr(fn, "__name__", "call").lstrip("_")
     limit = settings.DATABASE_TIMEOUT_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + limit
     future = _threads.executor().submit(_run, fn, args, deadline)
@@ -77,7 +78,9 @@ async def db_call[T](
     except (OperationalError, InterfaceError) as error:
         metrics.database_calls.labels(name, "error").inc()
         database_state.failed(name, error, meanwhile=meanwhile)
-        raise DatabaseUnavailable(type(error).__name__) from error
+        # No connection from the pool in time: refused or silent, the pool cannot tell.
+        no_connection = isinstance(error.__cause__, PoolTimeout)
+        raise DatabaseUnavailable(type(error).__name__, timed_out=no_connection) from error
     metrics.database_calls.labels(name, "ok").inc()
     database_state.succeeded()
     return result
@@ -216,15 +219,25 @@ def _watched_execute(
         return execute(sql, params, many, context)
 
 
-def pool_check(connection: Any) -> None:
+def pool_check(alias: str, connection: Any) -> None:
     """psycopg_pool's check of a connection before it is handed out, within a deadline: a
-    connection broken by an outage is replaced instead of failing the request that gets it."""
+    connection broken by an outage is replaced instead of failing the request that gets it.
+
+    One broken connection means the others idle in the pool are likely broken too (a server
+    restart, a network cut): they are all replaced at once (`drain()`), else the pool would
+    try them one by one, sleeping 1, 2, 4 s... between them."""
     fd = _socket_of(connection)
-    if fd is None:
-        ConnectionPool.check_connection(connection)
-        return
-    with _watchdog.watching(fd, _deadline(settings.DATABASE_TIMEOUT_SECONDS)):
-        ConnectionPool.check_connection(connection)
+    try:
+        if fd is None:
+            ConnectionPool.check_connection(connection)
+            return
+        with _watchdog.watching(fd, _deadline(settings.DATABASE_TIMEOUT_SECONDS)):
+            ConnectionPool.check_connection(connection)
+    except Exception:
+        pool = connections[alias].pool  # type: ignore[attr-defined]
+        if pool is not None:
+            pool.drain()
+        raise
 
 
 def _watch_connection(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
@@ -238,4 +251,4 @@ def db_install() -> None:
     for alias in connections:
         pool = connections.settings[alias].get("OPTIONS", {}).get("pool")
         if isinstance(pool, dict):
-            pool.setdefault("check", pool_check)
+            pool.setdefault("check", functools.partial(pool_check, alias))

@@ -130,6 +130,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "timeout": env.float(
                 "DATABASE__POOL_TIMEOUT_SECONDS", default=DATABASE_TIMEOUT_SECONDS
             ),
+            # psycopg_pool retries a failed connection with growing waits (1, 2, 4... s, up
+            # to 5 minutes): once the database is back, a call would wait for the next try.
+            # Given up after 2 s instead, the next call starts a new try at once.
+            "reconnect_timeout": 2.0,
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,6 +3,7 @@ read again by one task at a time, never by each request, and served while the da
 fails (stale-if-error, up to `DATABASE_STALE_IF_ERROR_SECONDS`)."""
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import math
@@ -25,9 +26,11 @@ _tables: list["CachedTable[Any]"] = []
 
 
 def tables_servable() -> bool:
-    """Whether every table in use can still answer requests (fresh, or stale within the
-    bound): what a database outage leaves the process able to do."""
-    return all(table.servable() for table in _tables)
+    """Whether the process can answer requests without the database: some table was read,
+    and every table in use is fresh or stale within the bound (a process that never read
+    one, such as a pod starting during an outage, cannot)."""
+    used = [table for table in _tables if table.used]
+    return bool(used) and all(table.servable() for table in used)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +63,13 @@ class CachedTable[T]:
     def age(self) -> float:
         return time.monotonic() - self._loaded_at
 
+    @property
+    def used(self) -> bool:
+        return self._used
+
     def servable(self) -> bool:
-        """Whether requests get an answer from it: unused yet, or read within the bound."""
-        return not self._used or self.age <= settings.DATABASE_STALE_IF_ERROR_SECONDS
+        """Whether requests get an answer from it: read within the stale-if-error bound."""
+        return bool(self.age <= settings.DATABASE_STALE_IF_ERROR_SECONDS)
 
     def invalidate(self) -> None:
         """The copy is out of date (a save on this replica): the next request waits for a
@@ -78,20 +85,29 @@ class CachedTable[T]:
         self._loaded_at = -math.inf
         self._used = False
 
-    async def get(self, *, max_age: float, refresh_after: float | None = None) -> Snapshot[T]:
-        """The copy, read again first when older than `max_age` (and read in the background
-        once older than `refresh_after`, so that requests seldom wait). Raises
-        `DatabaseUnavailable` when it can neither be read nor served stale."""
+    async def get(
+        self, *, max_age: float, refresh_after: float | None = None, patient: bool = False
+    ) -> Snapshot[T]:
+        """The copy, read again first when older than `max_age`: the request that starts the
+        read waits for it (bounded by the database timeout); others meanwhile get the current
+        copy, unless `patient` (they need the new one) or the copy was invalidated. Once
+        older than `refresh_after`, a read starts in the background, so requests seldom wait.
+        While reads fail, the copy is served as it is (stale-if-error) and reads are retried
+        in the background; raises `DatabaseUnavailable` when it is older than that bound."""
         self._used = True
         age = self.age
         if age < max_age and not self._invalidated:
             if refresh_after is not None and age >= refresh_after and self._failed_at is None:
-                self._read_in_background()
+                self._read_task()
             return Snapshot(self._value, age, fresh=True)
         if self._failed_at is not None:
             if time.monotonic() - self._failed_at >= RETRY_SECONDS:
-                self._read_in_background()
+                self._read_task()
             return self._stale()
+        reading = self._reading
+        if reading is not None and not reading.done() and not (patient or self._invalidated):
+            with contextlib.suppress(DatabaseUnavailable):
+                return self._stale()
         try:
             await asyncio.shield(self._read_task())
         except DatabaseUnavailable:
@@ -103,9 +119,6 @@ class CachedTable[T]:
         if age > settings.DATABASE_STALE_IF_ERROR_SECONDS:
             raise DatabaseUnavailable(f"no copy of {self.name} within the stale-if-error bound")
         return Snapshot(self._value, age, fresh=False)
-
-    def _read_in_background(self) -> None:
-        self._read_task()
 
     def _read_task(self) -> asyncio.Task[None]:
         """The read running now, or a new one: one at a time, whoever asks."""

@@ -191,6 +191,16 @@ def usage_record(*, api_key_id: int, input_tokens: int, output_tokens: int, erro
 async def usage_flush_at_shutdown(deadline: float, final: bool) -> None:
     """The shutdown hook: write what is kept by `deadline`; at the very end, count the rest
     as lost."""
+    kept = len(usage_outbox)
+    if not kept:
+        return
+    logger.info(
+        "Shutdown: writing %d usage records kept (up to %.1f s)",
+        kept,
+        max(0.0, deadline - time.monotonic()),
+    )
     left = await usage_outbox.flush(deadline)
-    if final and left:
+    if left == 0:
+        logger.info("Shutdown: usage records written")
+    elif final:
         usage_outbox.drop_all("the database did not take them before the process exited")

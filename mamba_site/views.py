@@ -2,6 +2,7 @@
 page for the admin while its database is down)."""
 
 import hmac
+import logging
 import sys
 
 from django.conf import settings
@@ -20,6 +21,8 @@ from mamba_site.errors import (
     request_id_of,
 )
 
+logger = logging.getLogger(__name__)
+
 ADMIN_PREFIX = "/admin/"
 
 
@@ -30,16 +33,36 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 def server_error(request: HttpRequest) -> HttpResponse:
     """Django's handler500. It runs while the error is handled (asgiref re-raises it in its
     thread), so a database failure is told apart: a 503, as an HTML page for the admin."""
-    if not isinstance(sys.exc_info()[1], DATABASE_ERRORS):
+    error = _database_error(sys.exc_info()[1])
+    if error is None:
         return error_response(ApiError(), request)
+    logger.warning("Database unavailable in %s: %s", request.path, type(error).__name__)
     unavailable = DependencyUnavailable()
-    if not request.path.startswith(ADMIN_PREFIX):
-        return error_response(unavailable, request)
-    # Rendered without the request: its context processors would query the database.
-    page = loader.get_template("admin/unavailable.html").render(
-        {"request_id": request_id_of(request)}
-    )
-    return HttpResponse(page, status=unavailable.status, headers=unavailable.headers)
+    if request.path.startswith(ADMIN_PREFIX):
+        # Rendered without the request: its context processors would query the database.
+        page = loader.get_template("admin/unavailable.html").render(
+            {"request_id": request_id_of(request)}
+        )
+        response: HttpResponse = HttpResponse(
+            page, status=unavailable.status, headers=unavailable.headers
+        )
+    else:
+        response = error_response(unavailable, request)
+    # Logged above in one line: Django's ERROR with a traceback per request would drown it.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+def _database_error(error: BaseException | None) -> BaseException | None:
+    """The database error behind `error`: itself, or one it was raised from or while
+    handling (an app may wrap it in an error of its own)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, DATABASE_ERRORS):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
 
 
 @allow_methods("GET")
