@@ -4,6 +4,7 @@ import pytest
 
 from mamba_site import quotas
 from mamba_site.auth import Principal
+from mamba_site.errors import RateLimited
 from mamba_site.models import ApiKeyUsage
 from tests.chat.conftest import UPSTREAM_URL, parse_sse, read_stream, streaming, text_reply, user
 
@@ -185,3 +186,14 @@ async def test_limits_title_model_outside_the_key_scope_is_a_fallback(
     assert route.call_count == 0
     refused = await title(async_client, secret, model="gpt-4o-mini")  # named by the client
     assert refused.status_code == 403
+
+
+async def test_limits_stream_slot_in_process_is_renewed_while_its_stream_lives(settings):
+    settings.LIMITS_STREAM_LEASE_SECONDS = 0.4
+    principal = Principal(kind="api_key", id="key:local", name="k", concurrent_streams=1)
+    release = await quotas.stream_acquire(principal)
+    await asyncio.sleep(1.0)  # two and a half leases
+    with pytest.raises(RateLimited):
+        await quotas.stream_acquire(principal)
+    await release()
+    await (await quotas.stream_acquire(principal))()
