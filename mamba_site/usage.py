@@ -101,6 +101,8 @@ class UsageOutbox:
             self._writer.cancel()
         self._writer = self._inflight = None
         self._hurry = False
+        self._dropped_since_log = 0
+        self._drop_logged_at = -math.inf
 
     def _start_writer(self) -> asyncio.Task[None]:
         loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ from django.db import connections
 from agents.models import Agent
 from agents.selectors import agents_invalidate
 from chat.routing import routers
+from mamba_site.usage import usage_outbox
 from tests import services
 
 
@@ -41,6 +42,14 @@ def _fresh_agent_cache():
     agents_invalidate()
     yield
     agents_invalidate()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_usage_outbox():
+    # Usage records wait in a process-wide buffer: none may reach the next test's database.
+    usage_outbox.clear()
+    yield
+    usage_outbox.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mamba_site.checks import check_auth_mode, log_startup_warnings
+from mamba_site.checks import check_auth_mode, check_outage_settings, log_startup_warnings
 
 
 def ids(messages):
@@ -53,3 +53,22 @@ def test_checks_reject_an_unknown_max_tokens_param(settings):
     assert ids(check_max_tokens_param()) == ["mamba.E004"]
     settings.OPENAI_MAX_TOKENS_PARAM = "max_completion_tokens"
     assert check_max_tokens_param() == []
+
+
+def test_checks_reject_an_unknown_redis_error_mode(settings):
+    settings.LIMITS_ON_REDIS_ERROR = "open"
+    assert ids(check_outage_settings()) == ["mamba.E006"]
+
+
+def test_checks_accept_the_redis_error_modes(settings):
+    for mode in ("local", "closed"):
+        settings.LIMITS_ON_REDIS_ERROR = mode
+        assert "mamba.E006" not in ids(check_outage_settings())
+
+
+def test_checks_warn_about_more_database_threads_than_pooled_connections(settings):
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if not pool:
+        pytest.skip("PostgreSQL's connection pool only")
+    settings.DATABASE_THREADS = pool["max_size"] + 1
+    assert ids(check_outage_settings()) == ["mamba.W004"]

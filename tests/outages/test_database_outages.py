@@ -48,7 +48,7 @@ async def wait_for_usage(api_key_id, requests, within):
 
 
 async def test_database_refusing_a_key_issued_just_before_is_503_auth_unavailable(
-    async_client, postgres, issue
+    async_client, postgres, issue, record_property
 ):
     _, known = await issue()
     assert (await get_models(async_client, known)).status_code == 200
@@ -56,6 +56,7 @@ async def test_database_refusing_a_key_issued_just_before_is_503_auth_unavailabl
     postgres.refuse()
 
     response, seconds = await timed(get_models(async_client, new))
+    record_property("seconds", seconds)
 
     assert response.status_code == 503
     assert response.json()["code"] == "AUTH_UNAVAILABLE"
@@ -66,7 +67,7 @@ async def test_database_refusing_a_key_issued_just_before_is_503_auth_unavailabl
 
 
 async def test_database_refusing_known_keys_work_from_the_last_table_without_queueing(
-    async_client, postgres, issue, caplog
+    async_client, postgres, issue, caplog, record_property
 ):
     _, secret = await issue()
     assert (await get_models(async_client, secret)).status_code == 200
@@ -81,6 +82,7 @@ async def test_database_refusing_known_keys_work_from_the_last_table_without_que
     # database timeout each: the keys, then the agents); the others use the last copy. No
     # n-th request waits n timeouts.
     seconds = sorted(seconds for _, seconds in results)
+    record_property("seconds", seconds)
     assert seconds[-1] < 2 * DATABASE_TIMEOUT + SLACK
     assert seconds[-2] < DATABASE_TIMEOUT + SLACK
     warnings = [r for r in caplog.records if r.name == "mamba.dependencies"]
@@ -90,7 +92,7 @@ async def test_database_refusing_known_keys_work_from_the_last_table_without_que
 
 
 async def test_database_blackholed_chats_after_the_cache_expired_answer_within_the_bound(
-    async_client, postgres, issue, upstream
+    async_client, postgres, issue, upstream, record_property
 ):
     _, secret = await issue()
     assert (await get_models(async_client, secret)).status_code == 200
@@ -101,6 +103,7 @@ async def test_database_blackholed_chats_after_the_cache_expired_answer_within_t
     events = parse_sse(await read_stream(first))
     second, second_seconds = await timed(post_chat(async_client, secret))
     await read_stream(second)
+    record_property("seconds", [first_seconds, second_seconds])
 
     assert (first.status_code, second.status_code) == (200, 200)
     assert events[-1] == "[DONE]"
@@ -110,12 +113,15 @@ async def test_database_blackholed_chats_after_the_cache_expired_answer_within_t
     assert second_seconds < SLACK
 
 
-async def test_database_blackholed_ready_answers_within_its_timeout(async_client, postgres, issue):
+async def test_database_blackholed_ready_answers_within_its_timeout(
+    async_client, postgres, issue, record_property
+):
     _, secret = await issue()
     assert (await get_models(async_client, secret)).status_code == 200
     postgres.blackhole()
 
     response, seconds = await timed(async_client.get("/health/ready"))
+    record_property("seconds", seconds)
 
     assert seconds < HEALTH_TIMEOUT + SLACK
     # The tables read before serve requests: degraded, not out of the Service.
@@ -174,7 +180,7 @@ async def test_database_reset_connections_fail_no_request(async_client, postgres
 
 
 async def test_database_usage_written_during_an_outage_is_complete_after_it(
-    async_client, postgres, issue, upstream
+    async_client, postgres, issue, upstream, record_property
 ):
     api_key, secret = await issue()
     assert (await get_models(async_client, secret)).status_code == 200
@@ -186,7 +192,8 @@ async def test_database_usage_written_during_an_outage_is_complete_after_it(
     assert metric("mamba_usage_records_pending") == 20
     postgres.heal()
 
-    rows = await wait_for_usage(api_key.pk, 20, within=3.0)
+    rows, seconds = await timed(wait_for_usage(api_key.pk, 20, within=3.0))
+    record_property("seconds", seconds)
 
     assert rows == [(20, 200, 100, 0)]
     assert metric("mamba_usage_records_pending") == 0
@@ -214,7 +221,9 @@ async def test_database_usage_beyond_the_buffer_is_dropped_counted_and_logged(
     assert rows[0][0] == 3
 
 
-async def test_database_down_admin_answers_an_html_503_page(async_client, postgres):
+async def test_database_down_admin_answers_an_html_503_page(
+    async_client, postgres, record_property
+):
     from django.contrib.auth.models import User
 
     staff = await db_call(
@@ -225,6 +234,7 @@ async def test_database_down_admin_answers_an_html_503_page(async_client, postgr
     async_client.raise_request_exception = False  # the test client would re-raise it
 
     response, seconds = await timed(async_client.get("/admin/"))
+    record_property("seconds", seconds)
 
     assert response.status_code == 503
     assert response["Content-Type"].startswith("text/html")

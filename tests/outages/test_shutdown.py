@@ -15,8 +15,6 @@ from mamba_site.models import ApiKeyUsage
 from tests.deploy.conftest import start_server
 from tests.fake_upstream import FakeUpstream
 
-GRACE_SECONDS = 3
-
 
 @pytest.fixture(scope="module")
 def fake_upstream():
@@ -26,27 +24,36 @@ def fake_upstream():
 
 @pytest.fixture
 def serve(postgres, fake_upstream, tmp_path):
-    """`python -m mamba_site.serve` on this test's database, through the forwarder."""
-    name = connections.settings["default"]["NAME"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "MAMBA_DATABASE_URL": f"postgres://postgres@127.0.0.1:{postgres.port}/{name}",
-        "MAMBA_AUTH__MODE": "api_key",
-        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
-        "MAMBA_OPENAI__API_KEY": "sk-fake",
-        "MAMBA_OPENAI__HTTP_CLIENT": "aiohttp",
-        "MAMBA_HEALTH__OPENAI_CHECK_ENABLED": "false",
-        "MAMBA_DATABASE__TIMEOUT_SECONDS": "1",
-        # Long retries: after the outage, only the shutdown's flush writes what was kept.
-        "MAMBA_USAGE__RETRY_MAX_SECONDS": "60",
-        "MAMBA_SERVER__SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
-    server = start_server(command, env, tmp_path / "serve.log")
-    yield server
-    server.stop()
+    """Start `python -m mamba_site.serve` with a shutdown grace on this test's database,
+    through the forwarder; killed at the end if still running."""
+    servers = []
+
+    def start(grace):
+        name = connections.settings["default"]["NAME"]
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "MAMBA_DATABASE_URL": f"postgres://postgres@127.0.0.1:{postgres.port}/{name}",
+            "MAMBA_AUTH__MODE": "api_key",
+            "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+            "MAMBA_OPENAI__API_KEY": "sk-fake",
+            "MAMBA_OPENAI__HTTP_CLIENT": "aiohttp",
+            "MAMBA_HEALTH__OPENAI_CHECK_ENABLED": "false",
+            "MAMBA_DATABASE__TIMEOUT_SECONDS": "1",
+            # Long retries: after the outage, only the shutdown's flush writes what was kept.
+            "MAMBA_USAGE__RETRY_MAX_SECONDS": "60",
+            "MAMBA_SERVER__SHUTDOWN_GRACE_SECONDS": str(grace),
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
+        server = start_server(command, env, tmp_path / "serve.log")
+        server.grace = grace
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 def models(server, secret):
@@ -67,7 +74,7 @@ def stop(server):
     """SIGTERM; the seconds until the process exited."""
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    server.process.wait(timeout=GRACE_SECONDS + 5)
+    server.process.wait(timeout=server.grace + 5)
     return time.monotonic() - started
 
 
@@ -75,34 +82,42 @@ def usage_requests():
     return sum(ApiKeyUsage.objects.values_list("requests", flat=True))
 
 
-async def test_shutdown_writes_usage_kept_through_an_outage(serve, postgres, issue):
+async def test_shutdown_writes_usage_kept_through_an_outage(
+    serve, postgres, issue, record_property
+):
+    server = serve(grace=3)
     _, secret = await issue()
-    assert (await asyncio.to_thread(models, serve, secret)).status_code == 200  # tables read
+    assert (await asyncio.to_thread(models, server, secret)).status_code == 200  # tables read
     postgres.refuse()
-    responses = await asyncio.to_thread(chat_through, serve, secret, 5)
+    responses = await asyncio.to_thread(chat_through, server, secret, 5)
     assert [response.status_code for response in responses] == [200] * 5
     assert all(response.text.endswith("data: [DONE]\n\n") for response in responses)
-    await asyncio.sleep(2.0)  # failed writes: the next retry is seconds away
+    await asyncio.sleep(1.0)  # failed writes: the next retry is a second or more away
     postgres.heal()
 
-    seconds = stop(serve)
+    seconds = stop(server)
+    record_property("seconds", seconds)
 
-    assert serve.process.returncode == 0
-    assert seconds < GRACE_SECONDS
-    assert "Shutdown: writing 5 usage records kept" in serve.log()
-    assert "Shutdown: usage records written" in serve.log()
+    assert server.process.returncode == 0
+    assert seconds < server.grace
+    assert "Shutdown: writing 5 usage records kept" in server.log()
+    assert "Shutdown: usage records written" in server.log()
     assert await db_call(usage_requests) == 5
 
 
-async def test_shutdown_counts_and_logs_usage_the_database_never_took(serve, postgres, issue):
+async def test_shutdown_counts_and_logs_usage_the_database_never_took(
+    serve, postgres, issue, record_property
+):
+    server = serve(grace=1)
     _, secret = await issue()
-    assert (await asyncio.to_thread(models, serve, secret)).status_code == 200  # tables read
+    assert (await asyncio.to_thread(models, server, secret)).status_code == 200  # tables read
     postgres.refuse()
-    responses = await asyncio.to_thread(chat_through, serve, secret, 3)
+    responses = await asyncio.to_thread(chat_through, server, secret, 3)
     assert [response.status_code for response in responses] == [200] * 3
 
-    seconds = stop(serve)
+    seconds = stop(server)
+    record_property("seconds", seconds)
 
     # The grace, one last try of 1 s, and a database call still running (1 s) at exit.
-    assert seconds < GRACE_SECONDS + 3
-    assert "3 usage records lost: the database did not take them" in serve.log()
+    assert seconds < server.grace + 3
+    assert "3 usage records lost: the database did not take them" in server.log()
