@@ -12,6 +12,7 @@ query then fails at once, the pool drops that connection, and the thread is free
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import math
@@ -65,7 +66,9 @@ async def db_call[T](
     name = operation or getattr(fn, "__name__", "call").lstrip("_")
     limit = settings.DATABASE_TIMEOUT_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + limit
-    future = _threads.executor().submit(_run, fn, args, deadline)
+    # The caller's context goes along: log lines from the thread carry its request id.
+    context = contextvars.copy_context()
+    future = _threads.executor().submit(context.run, _run, fn, args, deadline)
     try:
         # On timeout the call is cancelled if it has not started; a running one ends by its
         # own deadline (the watchdog), in the background.

@@ -41,9 +41,9 @@ class Snapshot[T]:
 
 
 class CachedTable[T]:
-    """A table's copy. `get()` answers from it while it is young enough; an older one is read
-    again (requests wait for that read, bounded by the database timeout) unless the last read
-    failed: then the copy is served as it is, and reads are retried in the background."""
+    """A table's copy. `get()` answers from it while it is young enough and reads it again,
+    one read at a time, when it is not (see there); while reads fail, the copy is served as
+    it is, and reads are retried in the background."""
 
     def __init__(self, name: str, load: Callable[[], T], empty: T) -> None:
         self.name = name
@@ -104,8 +104,7 @@ class CachedTable[T]:
             if time.monotonic() - self._failed_at >= RETRY_SECONDS:
                 self._read_task()
             return self._stale()
-        reading = self._reading
-        if reading is not None and not reading.done() and not (patient or self._invalidated):
+        if self._running() is not None and not (patient or self._invalidated):
             with contextlib.suppress(DatabaseUnavailable):
                 return self._stale()
         try:
@@ -120,13 +119,19 @@ class CachedTable[T]:
             raise DatabaseUnavailable(f"no copy of {self.name} within the stale-if-error bound")
         return Snapshot(self._value, age, fresh=False)
 
+    def _running(self) -> asyncio.Task[None] | None:
+        """The read running on this event loop (a test's earlier loop is closed)."""
+        task = self._reading
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            return None
+        return task
+
     def _read_task(self) -> asyncio.Task[None]:
         """The read running now, or a new one: one at a time, whoever asks."""
-        loop = asyncio.get_running_loop()
-        task = self._reading
-        if task is None or task.done() or task.get_loop() is not loop:
+        task = self._running()
+        if task is None:
             # A fresh context: the read must not carry one request's id into its log lines.
-            task = self._reading = loop.create_task(
+            task = self._reading = asyncio.get_running_loop().create_task(
                 self._read(), name=f"mamba-read-{self.name}", context=contextvars.Context()
             )
             task.add_done_callback(_ignore_failure)
