@@ -3,11 +3,13 @@
 import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Q
 
 from agents.models import Note
+from mamba_site.db import db_call
 
 CONFIG = "english"
 SNIPPET_CHARS = 200
@@ -16,10 +18,18 @@ CANDIDATES = 200
 
 
 async def notes_search(*, query: str, limit: int) -> list[dict[str, Any]]:
-    """The best matches first, each with a snippet around the match."""
-    if connection.vendor == "postgresql":
-        return await _postgres_search(query, limit)
-    return await _word_search(query, limit)
+    """The best matches first, each with a snippet around the match. Raises
+    `DatabaseUnavailable` when the database fails or does not answer within the tools'
+    timeout."""
+    search = _postgres_search if connection.vendor == "postgresql" else _word_search
+    return await db_call(
+        search,
+        query,
+        limit,
+        timeout=settings.TOOLS_TIMEOUT_SECONDS,
+        operation="notes_search",
+        meanwhile="search_notes tells the model the notes are unavailable",
+    )
 
 
 def _result(note: Note, snippet: str, score: float) -> dict[str, Any]:
@@ -33,7 +43,7 @@ def _result(note: Note, snippet: str, score: float) -> dict[str, Any]:
     }
 
 
-async def _postgres_search(query: str, limit: int) -> list[dict[str, Any]]:
+def _postgres_search(query: str, limit: int) -> list[dict[str, Any]]:
     vector = (
         SearchVector("title", weight="A", config=CONFIG)
         + SearchVector("tags", weight="B", config=CONFIG)
@@ -57,7 +67,7 @@ async def _postgres_search(query: str, limit: int) -> list[dict[str, Any]]:
         .filter(document=search)
         .order_by("-rank", "-updated_at")[:limit]
     )
-    return [_result(note, note.snippet, note.rank) async for note in notes]
+    return [_result(note, note.snippet, note.rank) for note in notes]
 
 
 def _words(query: str) -> list[str]:
@@ -65,7 +75,7 @@ def _words(query: str) -> list[str]:
     return list(dict.fromkeys(words))[:10]
 
 
-async def _word_search(query: str, limit: int) -> list[dict[str, Any]]:
+def _word_search(query: str, limit: int) -> list[dict[str, Any]]:
     words = _words(query)
     if not words:
         return []
@@ -73,7 +83,7 @@ async def _word_search(query: str, limit: int) -> list[dict[str, Any]]:
     for word in words:
         match |= Q(title__icontains=word) | Q(body__icontains=word) | Q(tags__icontains=word)
     scored = []
-    async for note in Note.objects.filter(match)[:CANDIDATES]:
+    for note in Note.objects.filter(match)[:CANDIDATES]:
         score = _score(note, words)
         if score > 0:
             scored.append((score, note))

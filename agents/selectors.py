@@ -1,15 +1,15 @@
 """Reads of agents for other apps, from an in-process cache with a bounded staleness."""
 
 import logging
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from agents.models import Agent
 from agents.tools import REGISTRY
-from mamba_site.errors import AgentNotFound
+from mamba_site.db import DatabaseUnavailable
+from mamba_site.errors import AgentNotFound, AgentsUnavailable
+from mamba_site.tables import CachedTable
 
 logger = logging.getLogger(__name__)
 
@@ -48,41 +48,44 @@ class AgentSpec:
         )
 
 
-@dataclass(slots=True)
-class _Cache:
-    agents: dict[str, AgentSpec] = field(default_factory=dict)
-    default: str | None = None
-    loaded_at: float = -math.inf
-    generation: int = 0
+@dataclass(frozen=True, slots=True)
+class _Agents:
+    by_slug: dict[str, AgentSpec]
+    default: str | None
 
 
-_cache = _Cache()
+def _agents_load() -> _Agents:
+    rows = list(Agent.objects.enabled())
+    return _Agents(
+        by_slug={agent.slug: AgentSpec.of(agent) for agent in rows},
+        default=next((agent.slug for agent in rows if agent.is_default), None),
+    )
+
+
+# Read again by one task at a time; served as it is while the database fails (stale-if-error).
+agent_table: CachedTable[_Agents] = CachedTable("agents", _agents_load, _Agents({}, None))
 
 
 def agents_invalidate(**kwargs: object) -> None:
     """Forget the cached agents (connected to Agent's save and delete signals)."""
-    _cache.generation += 1
-    _cache.loaded_at = -math.inf
+    agent_table.invalidate()
 
 
-async def _agents() -> _Cache:
-    if time.monotonic() - _cache.loaded_at < settings.AGENTS_CACHE_SECONDS:
-        return _cache
-    generation = _cache.generation
-    rows = [agent async for agent in Agent.objects.enabled()]
-    _cache.agents = {agent.slug: AgentSpec.of(agent) for agent in rows}
-    _cache.default = next((agent.slug for agent in rows if agent.is_default), None)
-    # A save during the query may not be in `rows`: then stay stale-marked and read again.
-    if generation == _cache.generation:
-        _cache.loaded_at = time.monotonic()
-    return _cache
+async def _agents() -> _Agents:
+    bound = settings.AGENTS_CACHE_SECONDS
+    try:
+        snapshot = await agent_table.get(max_age=bound, refresh_after=bound / 2)
+    except DatabaseUnavailable:
+        raise AgentsUnavailable() from None
+    return snapshot.value
 
 
 async def agent_get(*, slug: str | None) -> AgentSpec:
-    """The enabled agent `slug`, or the default agent; raises `AgentNotFound`."""
-    cache = await _agents()
-    key = slug if slug is not None else cache.default
-    agent = cache.agents.get(key) if key is not None else None
+    """The enabled agent `slug`, or the default agent; raises `AgentNotFound`, or
+    `AgentsUnavailable` (503) when the agents can neither be read nor served stale."""
+    agents = await _agents()
+    key = slug if slug is not None else agents.default
+    agent = agents.by_slug.get(key) if key is not None else None
     if agent is None:
         # No list of the others: this look-up does not know which the caller may use, and
         # naming agents outside its scope would reveal them. GET /models lists its own.
@@ -96,5 +99,5 @@ async def agent_get(*, slug: str | None) -> AgentSpec:
 
 
 async def agent_list() -> list[AgentSpec]:
-    cache = await _agents()
-    return [cache.agents[slug] for slug in sorted(cache.agents)]
+    agents = await _agents()
+    return [agents.by_slug[slug] for slug in sorted(agents.by_slug)]

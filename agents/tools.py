@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agents.complexity import CodeError, analyze
 from agents.search import notes_search
+from mamba_site.db import DatabaseUnavailable
 from mamba_site.errors import truncate
 
 type Json = Any
@@ -266,7 +267,10 @@ class AnalyzeComplexityArgs(ToolArgs):
 
 async def search_notes(args: ToolArgs) -> Json:
     assert isinstance(args, SearchNotesArgs)
-    results = await notes_search(query=args.query, limit=args.limit)
+    try:
+        results = await notes_search(query=args.query, limit=args.limit)
+    except DatabaseUnavailable:
+        raise ToolError("The notes are unavailable right now.") from None
     return {"query": args.query, "count": len(results), "results": results}
 
 

@@ -12,7 +12,8 @@ from mamba_site import metrics, quotas
 from mamba_site.auth import ANONYMOUS, Principal
 from mamba_site.background import run_in_background
 from mamba_site.errors import RateLimited
-from mamba_site.services import frontend_usage_record, usage_record
+from mamba_site.services import frontend_usage_record
+from mamba_site.usage import usage_record
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ async def tokens_add(principal: Principal, tokens: int) -> None:
 
 
 def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
-    """Record a key's or a frontend's usage off the request's path."""
+    """Record a key's or a frontend's usage off the request's path (a key's is kept and
+    retried while the database is down: mamba_site/usage.py)."""
     if principal.frontend_name is not None:
         metrics.frontend_tokens.labels(principal.frontend_name, "input").inc(usage.input_tokens)
         metrics.frontend_tokens.labels(principal.frontend_name, "output").inc(usage.output_tokens)
@@ -88,11 +90,9 @@ def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
             )
         )
     if principal.api_key_id is not None:
-        run_in_background(
-            usage_record(
-                api_key_id=principal.api_key_id,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                error=not completed,
-            )
+        usage_record(
+            api_key_id=principal.api_key_id,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            error=not completed,
         )

@@ -13,12 +13,14 @@ from typing import Any
 
 import httpx
 import redis.asyncio as redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from mamba_site.background import run_in_background
+from mamba_site.db import DatabaseUnavailable, db_call
+from mamba_site.redis_client import redis_pool
+from mamba_site.tables import tables_servable
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,11 @@ def migrations_forget() -> None:
     _migrated.clear()
 
 
-async def _timed(name: str, probe: Awaitable[None], *, failure: Status) -> ComponentResult:
-    """Run `probe` within the health timeout; any failure becomes `failure` with a safe error."""
+async def _timed(
+    name: str, probe: Awaitable[None], *, failure: Status, unreachable: Status | None = None
+) -> ComponentResult:
+    """Run `probe` within the health timeout; any failure becomes `failure` with a safe error
+    (`unreachable`, when given, for a database that does not answer)."""
     timeout = settings.HEALTH_TIMEOUT_SECONDS
     started = time.perf_counter()
     try:
@@ -75,6 +80,13 @@ async def _timed(name: str, probe: Awaitable[None], *, failure: Status) -> Compo
             await probe
     except TimeoutError:
         error = f"{name} did not answer within {timeout:g} s"
+        failure = unreachable or failure
+    except DatabaseUnavailable as unavailable:
+        if unavailable.timed_out:
+            error = f"{name} did not answer within {timeout:g} s"
+        else:
+            error = f"{name} check failed ({unavailable})"
+        failure = unreachable or failure
     except CheckFailed as failed:
         error = str(failed)
     except Exception as exc:  # the class name is safe; its message may hold hosts or bodies
@@ -101,21 +113,47 @@ def _pending_migrations(alias: str) -> int:
     return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
+def _probe_call[T](fn: Callable[[str], T], alias: str, name: str) -> Awaitable[T]:
+    # On a database thread within the probe's own timeout: a hung call cannot hold the probe.
+    return db_call(
+        fn,
+        alias,
+        timeout=settings.HEALTH_TIMEOUT_SECONDS,
+        operation=f"health_{name}",
+        meanwhile="/health/ready reports it",
+    )
+
+
+def _unreachable(alias: str) -> Status:
+    """While the default database fails, the process still serves from its copies of the key
+    and agent tables (stale-if-error): `degraded` while they are servable, so that an outage
+    does not take every pod out of the Service at once."""
+    if alias == DEFAULT_DB_ALIAS and tables_servable():
+        return Status.DEGRADED
+    return Status.UNHEALTHY
+
+
 async def check_database(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
-    return await _timed("database", sync_to_async(_db_ping)(alias), failure=Status.UNHEALTHY)
+    status = _unreachable(alias)
+    return await _timed("database", _probe_call(_db_ping, alias, "database"), failure=status)
 
 
 async def _migrations_probe(alias: str) -> None:
     if alias in _migrated:
         return
-    pending = await sync_to_async(_pending_migrations)(alias)
+    pending = await _probe_call(_pending_migrations, alias, "migrations")
     if pending:
         raise CheckFailed(f"{pending} migration(s) not applied: run `manage.py migrate`")
     _migrated.add(alias)
 
 
 async def check_migrations(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
-    return await _timed("migrations", _migrations_probe(alias), failure=Status.UNHEALTHY)
+    return await _timed(
+        "migrations",
+        _migrations_probe(alias),
+        failure=Status.UNHEALTHY,
+        unreachable=_unreachable(alias),
+    )
 
 
 # One Redis client (so one connection pool) per event loop, as for the upstream: a probe every
@@ -134,7 +172,8 @@ def _redis_client() -> redis.Redis:
     if known is not None and known[0] == config:
         return known[1]
     url, timeout = config
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    # Connections that reconnect when their peer reset them (mamba_site/redis_client.py).
+    client = redis.Redis(connection_pool=redis_pool(url, timeout=timeout))
     _redis_clients[loop] = (config, client)
     if known is not None:
         run_in_background(known[1].aclose())
@@ -153,7 +192,9 @@ async def _redis_probe() -> None:
 
 
 async def check_redis() -> ComponentResult:
-    return await _timed("redis", _redis_probe(), failure=Status.UNHEALTHY)
+    """Redis answers; while it does not, limits are counted per process or refused (closed):
+    the pod keeps serving, so an outage is `degraded`."""
+    return await _timed("redis", _redis_probe(), failure=Status.DEGRADED)
 
 
 def upstream_checked() -> bool:

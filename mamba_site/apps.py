@@ -1,5 +1,6 @@
 """App config of the project package: checks, the API key and frontend caches' invalidation,
-and CORS for registered frontends."""
+CORS for registered frontends, the database's watchdog and the usage records' flush at
+shutdown."""
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
@@ -13,11 +14,16 @@ class MambaSiteConfig(AppConfig):
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
 
-        from mamba_site import checks  # noqa: F401  (registers the system checks)
+        from mamba_site import checks, lifecycle  # noqa: F401  (checks: registers them)
         from mamba_site.auth import api_keys_invalidate
+        from mamba_site.db import db_install
         from mamba_site.frontends import cors_allows_frontend, frontends
         from mamba_site.models import ApiKey, Frontend
         from mamba_site.providers import providers
+        from mamba_site.usage import usage_flush_at_shutdown
+
+        db_install()
+        lifecycle.at_shutdown(usage_flush_at_shutdown)
 
         setting_changed.connect(providers.setting_changed, dispatch_uid="providers_settings")
 

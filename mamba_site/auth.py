@@ -2,10 +2,11 @@
 frontends admitted by their registered origin."""
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,13 +15,16 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from mamba_site.background import run_in_background
-from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired
+from mamba_site.db import DatabaseUnavailable, db_call
+from mamba_site.dependencies import database_state
+from mamba_site.errors import ApiError, AuthExpired, AuthInvalid, AuthRequired, AuthUnavailable
 from mamba_site.frontends import client_of, frontend_principal, request_frontend
 from mamba_site.jwks import jwks_cache
 from mamba_site.keys import KEY_PREFIX, key_lookup_prefix, key_matches
 from mamba_site.models import ApiKey
 from mamba_site.principals import ANONYMOUS as ANONYMOUS  # re-exported: callers import them
 from mamba_site.principals import Principal as Principal  # from here
+from mamba_site.tables import CachedTable, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -33,26 +37,6 @@ class _KeyRecord:
     digest: str
     expires_at: datetime | None
     principal: Principal
-
-
-@dataclass(slots=True)
-class _KeySnapshot:
-    """Every active key, by look-up prefix; a prefix not in it is unknown, with no query."""
-
-    records: dict[str, _KeyRecord] = field(default_factory=dict)
-    loaded_at: float = -math.inf
-    generation: int = 0
-    lock: asyncio.Lock | None = None
-    last_used_written: dict[int, float] = field(default_factory=dict)
-
-
-_keys = _KeySnapshot()
-
-
-def api_keys_invalidate(**kwargs: object) -> None:
-    """Forget the snapshot (connected to ApiKey's save and delete signals)."""
-    _keys.generation += 1
-    _keys.loaded_at = -math.inf
 
 
 def _record(key: ApiKey) -> _KeyRecord:
@@ -70,33 +54,46 @@ def _record(key: ApiKey) -> _KeyRecord:
     return _KeyRecord(digest=key.digest, expires_at=key.expires_at, principal=principal)
 
 
-async def _snapshot(max_age: float) -> dict[str, _KeyRecord]:
-    """The key table, read again when older than `max_age` seconds."""
-    if time.monotonic() - _keys.loaded_at < max_age:
-        return _keys.records
-    if _keys.lock is None:
-        _keys.lock = asyncio.Lock()
-    async with _keys.lock:  # one reload at a time; the others wait for it, not the database
-        if time.monotonic() - _keys.loaded_at < max_age:
-            return _keys.records
-        generation = _keys.generation
-        # Revoked keys stay out; expired ones stay in, to answer AUTH_EXPIRED.
-        rows = ApiKey.objects.filter(revoked_at__isnull=True)
-        _keys.records = {key.prefix: _record(key) async for key in rows}
-        if generation == _keys.generation:
-            _keys.loaded_at = time.monotonic()
-    return _keys.records
+def _key_table_load() -> dict[str, _KeyRecord]:
+    """Every active key, by look-up prefix; a prefix not in it is unknown, with no query.
+    Revoked keys stay out; expired ones stay in, to answer AUTH_EXPIRED."""
+    return {key.prefix: _record(key) for key in ApiKey.objects.filter(revoked_at__isnull=True)}
+
+
+# Read again by one task at a time; requests use the current copy meanwhile, and the last good
+# copy while the database fails (mamba_site/tables.py).
+key_table: CachedTable[dict[str, _KeyRecord]] = CachedTable("api_keys", _key_table_load, {})
+_last_used_written: dict[int, float] = {}
+_background: set[asyncio.Task[Any]] = set()
+
+
+def api_keys_invalidate(**kwargs: object) -> None:
+    """Forget the snapshot (connected to ApiKey's save and delete signals)."""
+    key_table.invalidate()
+
+
+async def _key_snapshot(
+    max_age: float, *, refresh_after: float | None = None, patient: bool = False
+) -> Snapshot[dict[str, _KeyRecord]]:
+    try:
+        return await key_table.get(max_age=max_age, refresh_after=refresh_after, patient=patient)
+    except DatabaseUnavailable:
+        raise AuthUnavailable() from None
 
 
 async def api_key_authenticate(secret: str) -> Principal:
     prefix = key_lookup_prefix(secret)
     if prefix is None:
         raise AuthInvalid("The API key is malformed.")
-    record = (await _snapshot(settings.AUTH_KEY_CACHE_SECONDS)).get(prefix)
+    bound = settings.AUTH_KEY_CACHE_SECONDS
+    record = (await _key_snapshot(bound, refresh_after=bound / 2)).value.get(prefix)
     if record is None:
         # Perhaps a key issued on another replica since the last read: read again, but at
         # most once a second, so a flood of unknown keys costs one query a second, not one each.
-        record = (await _snapshot(UNKNOWN_KEY_RELOAD_SECONDS)).get(prefix)
+        snapshot = await _key_snapshot(UNKNOWN_KEY_RELOAD_SECONDS, patient=True)
+        if not snapshot.fresh:  # the database fails: whether the key exists is unknown
+            raise AuthUnavailable()
+        record = snapshot.value.get(prefix)
     if record is None or not key_matches(secret, record.digest):
         raise AuthInvalid("The API key is not valid or has been revoked.")
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
@@ -106,14 +103,26 @@ async def api_key_authenticate(secret: str) -> Principal:
 
 
 def _note_used(key_id: int | None) -> None:
-    """Update `last_used_at` at most once a minute per key, in the background."""
-    if key_id is None:
+    """Update `last_used_at` at most once a minute per key, in the background; skipped while
+    the database is down (it is a hint, never retried)."""
+    if key_id is None or not database_state.up:
         return
     now = time.monotonic()
-    if now - _keys.last_used_written.get(key_id, -math.inf) < LAST_USED_INTERVAL_SECONDS:
+    if now - _last_used_written.get(key_id, -math.inf) < LAST_USED_INTERVAL_SECONDS:
         return
-    _keys.last_used_written[key_id] = now
-    run_in_background(ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=datetime.now(UTC)))
+    _last_used_written[key_id] = now
+    run_in_background(_last_used_save(key_id))
+
+
+def _last_used_update(key_id: int, when: datetime) -> None:
+    ApiKey.objects.filter(pk=key_id).update(last_used_at=when)
+
+
+async def _last_used_save(key_id: int) -> None:
+    with contextlib.suppress(DatabaseUnavailable):
+        await db_call(
+            _last_used_update, key_id, datetime.now(UTC), meanwhile="last_used_at is not updated"
+        )
 
 
 # -- JWT ------------------------------------------------------------------------------------

@@ -242,6 +242,37 @@ def check_admin_middleware(app_configs: Any = None, **kwargs: Any) -> list[check
     return messages
 
 
+REDIS_ERROR_MODES = ("local", "closed")
+
+
+@checks.register(TAG)
+def check_outage_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """What the service does while Redis or the database fails (README: "When a dependency
+    fails")."""
+    messages: list[checks.CheckMessage] = []
+    if settings.LIMITS_ON_REDIS_ERROR not in REDIS_ERROR_MODES:
+        messages.append(
+            checks.Error(
+                f"MAMBA_LIMITS__ON_REDIS_ERROR={settings.LIMITS_ON_REDIS_ERROR!r} is not a mode.",
+                hint="Use local (count the limits in each process while Redis fails) or closed "
+                "(answer limited requests 503 RATE_LIMIT_UNAVAILABLE).",
+                id="mamba.E008",
+            )
+        )
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict) and pool.get("max_size", 0) < settings.DATABASE_THREADS:
+        messages.append(
+            checks.Warning(
+                f"MAMBA_DATABASE__THREADS={settings.DATABASE_THREADS} is more than the "
+                f"connection pool's {pool.get('max_size')}: database calls would wait for a "
+                "connection.",
+                hint="Keep MAMBA_DATABASE__THREADS at most MAMBA_DATABASE__POOL_MAX_SIZE.",
+                id="mamba.W005",
+            )
+        )
+    return messages
+
+
 def log_startup_warnings() -> None:
     """Log the configuration checks; refuse to start on an error (daphne runs no checks)."""
     errors = []

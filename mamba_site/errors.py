@@ -2,15 +2,22 @@
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Coroutine, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
+from mamba_site.db import DatabaseUnavailable
+
 logger = logging.getLogger(__name__)
+
+# A database failure that reaches a view is a 503, never a 500.
+DATABASE_ERRORS = (DatabaseUnavailable, OperationalError, InterfaceError)
 
 
 class ErrorCode(StrEnum):
@@ -31,6 +38,10 @@ class ErrorCode(StrEnum):
     PROVIDER_ERROR = "PROVIDER_ERROR"
     PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
+    AGENTS_UNAVAILABLE = "AGENTS_UNAVAILABLE"
+    RATE_LIMIT_UNAVAILABLE = "RATE_LIMIT_UNAVAILABLE"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     TIMEOUT = "TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -143,6 +154,35 @@ class ServiceUnavailable(ApiError):
     default_detail = "The model provider is unavailable."
 
 
+class DependencyUnavailable(ApiError):
+    """A 503 because the database or Redis failed; clients may retry after `Retry-After`."""
+
+    status, code = 503, ErrorCode.DATABASE_UNAVAILABLE
+    default_detail = "The service's database is unavailable. Retry shortly."
+    retry_after_seconds: ClassVar[int] = 5
+
+    def __init__(self, detail: str | None = None, *, retry_after: float | None = None) -> None:
+        seconds = max(1, math.ceil(retry_after or self.retry_after_seconds))
+        super().__init__(detail, headers={"Retry-After": str(seconds)})
+
+
+class AuthUnavailable(DependencyUnavailable):
+    code = ErrorCode.AUTH_UNAVAILABLE
+    default_detail = (
+        "API keys cannot be checked right now (the key store is unavailable). Retry shortly."
+    )
+
+
+class AgentsUnavailable(DependencyUnavailable):
+    code = ErrorCode.AGENTS_UNAVAILABLE
+    default_detail = "Agents cannot be read right now (the database is unavailable). Retry shortly."
+
+
+class RateLimitUnavailable(DependencyUnavailable):
+    code = ErrorCode.RATE_LIMIT_UNAVAILABLE
+    default_detail = "Limits cannot be checked right now (Redis is unavailable). Retry shortly."
+
+
 class UpstreamTimeout(ApiError):
     status, code, default_detail = (
         504,
@@ -184,6 +224,9 @@ def json_errors(view: AsyncView) -> AsyncView:
             return error_response(error, request)
         except RequestDataTooBig:
             return error_response(PayloadTooLarge(), request)
+        except DATABASE_ERRORS as error:
+            logger.warning("Database unavailable in %s: %s", request.path, type(error).__name__)
+            return error_response(DependencyUnavailable(), request)
         except Exception:
             logger.exception("Unhandled error in %s", request.path)
             return error_response(ApiError(), request)

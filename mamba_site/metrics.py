@@ -62,3 +62,42 @@ frontend_tokens = Counter(
     "mamba_frontend_tokens_total", "Tokens used by frontends' clients, by frontend name and kind.",
     ("frontend", "kind"),
 )  # fmt: skip
+
+# -- Dependencies (Redis, the database) and what the service does while one fails --
+dependency_up = Gauge(
+    "mamba_dependency_up",
+    "1 while this process reaches the dependency; 0 from a failed call until one succeeds.",
+    ("dependency",),
+)
+dependency_errors = Counter(
+    "mamba_dependency_errors_total", "Failed calls to a dependency, by operation.",
+    ("dependency", "operation"),
+)  # fmt: skip
+rate_limit_fallbacks = Counter(
+    "mamba_rate_limit_fallbacks_total",
+    "Limit checks Redis could not answer: counted in this process (local) or refused (closed).",
+    ("limit", "mode"),
+)
+database_calls = Counter(
+    "mamba_database_calls_total", "Database calls of the API and background work, by outcome.",
+    ("operation", "outcome"),
+)  # fmt: skip
+database_connections_cut = Counter(
+    "mamba_database_connections_cut_total",
+    "Database connections cut because a query outlived its deadline (the server did not answer).",
+)
+cached_table_age = Gauge(
+    "mamba_cached_table_age_seconds",
+    "Age of the in-process copy of a table (api_keys, agents); +Inf before the first read.",
+    ("table",),
+)
+usage_records_pending = Gauge(
+    "mamba_usage_records_pending", "Usage records kept in memory, not yet written."
+)
+usage_records_written = Counter(
+    "mamba_usage_records_written_total", "Usage records written to the database."
+)
+usage_records_dropped = Counter(
+    "mamba_usage_records_dropped_total",
+    "Usage records lost: the buffer was full, the key was gone, or the database was down at exit.",
+)

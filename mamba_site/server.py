@@ -38,6 +38,8 @@ logger = logging.getLogger("mamba.serve")
 
 APPLICATION = "mamba_site.asgi:application"
 DRAIN_POLL_SECONDS = 0.05
+# The shutdown hooks get at least this long, also when the grace is already over.
+HOOKS_MIN_SECONDS = 1.0
 # After a 413, how long the rest of the body is read and dropped before the connection is cut.
 LINGER_SECONDS = 5.0
 
@@ -209,14 +211,24 @@ class DrainingServer(Server):  # type: ignore[misc]
         waited = time.monotonic() - self.draining_since
         if active == 0:
             logger.info("Drained in %.1f s; stopping", waited)
-            self.stop()
+            self._stop_after_hooks()
         elif waited >= self.grace_seconds:
             logger.warning(
                 "Grace of %g s is over; cancelling %d request(s)", self.grace_seconds, active
             )
-            self.stop()
+            self._stop_after_hooks()
         else:
             asyncio.get_running_loop().call_later(DRAIN_POLL_SECONDS, self._stop_when_drained)
+
+    def _stop_after_hooks(self) -> None:
+        """Run the shutdown hooks (usage records still kept are written) within what is left
+        of the grace, then stop."""
+        assert self.draining_since is not None
+        deadline = max(
+            self.draining_since + self.grace_seconds, time.monotonic() + HOOKS_MIN_SECONDS
+        )
+        hooks = asyncio.get_running_loop().create_task(lifecycle.shutdown(deadline, final=False))
+        hooks.add_done_callback(lambda _: self.stop())
 
     def kill_all_applications(self) -> defer.Deferred[Any]:
         """Before the reactor stops: cancel every task left on the loop and wait for them.
@@ -231,7 +243,13 @@ class DrainingServer(Server):  # type: ignore[misc]
             task.cancel()
         if tasks:
             logger.info("Cancelled %d task(s) still running at shutdown", len(tasks))
-        return defer.Deferred.fromFuture(asyncio.gather(*tasks, return_exceptions=True))
+
+        async def cancelled_then_hooks() -> None:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Streams cancelled just now recorded their usage: one last, short chance.
+            await lifecycle.shutdown(time.monotonic() + HOOKS_MIN_SECONDS, final=True)
+
+        return defer.Deferred.fromFuture(asyncio.ensure_future(cancelled_then_hooks()))
 
 
 def _busy(details: dict[str, Any]) -> bool:

@@ -1,16 +1,18 @@
 """Writes with rules for API keys (issuing: the secret exists only in the return value;
 revoking), frontends (registering), and the daily usage counters of both."""
 
-from datetime import UTC, datetime
+import contextlib
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mamba_site.db import DatabaseUnavailable, db_call
 from mamba_site.keys import key_digest, key_generate, key_lookup_prefix
 from mamba_site.models import ApiKey, ApiKeyUsage, Frontend, FrontendUsage
 from mamba_site.origins import OriginError, origins_parse
@@ -48,23 +50,34 @@ def api_key_revoke(*, api_key: ApiKey, by: User | AnonymousUser | None) -> bool:
     return True
 
 
+@dataclass(slots=True)
+class UsageTotal:
+    """What one key used on one day, summed over some records."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    errors: int = 0
+
+
 @transaction.atomic
-def _usage_add(api_key_id: int, input_tokens: int, output_tokens: int, error: bool) -> None:
-    day = datetime.now(UTC).date()
-    usage, _ = ApiKeyUsage.objects.get_or_create(api_key_id=api_key_id, day=day)
-    # F() increments: concurrent streams of one key must not overwrite each other's counts.
-    ApiKeyUsage.objects.filter(pk=usage.pk).update(
-        requests=F("requests") + 1,
-        input_tokens=F("input_tokens") + input_tokens,
-        output_tokens=F("output_tokens") + output_tokens,
-        errors=F("errors") + int(error),
-    )
-
-
-async def usage_record(
-    *, api_key_id: int, input_tokens: int, output_tokens: int, error: bool
-) -> None:
-    await sync_to_async(_usage_add)(api_key_id, input_tokens, output_tokens, error)
+def usage_write(*, totals: dict[tuple[int, date], UsageTotal]) -> list[tuple[int, date]]:
+    """Add `totals` (by key id and day) to the daily counters, in one transaction; returns the
+    totals left out because their key no longer exists."""
+    keys = {key_id for key_id, _ in totals}
+    existing = set(ApiKey.objects.filter(pk__in=keys).values_list("pk", flat=True))
+    for (key_id, day), total in totals.items():
+        if key_id not in existing:
+            continue
+        usage, _ = ApiKeyUsage.objects.get_or_create(api_key_id=key_id, day=day)
+        # F() increments: concurrent writers (other replicas) must not overwrite each other.
+        ApiKeyUsage.objects.filter(pk=usage.pk).update(
+            requests=F("requests") + total.requests,
+            input_tokens=F("input_tokens") + total.input_tokens,
+            output_tokens=F("output_tokens") + total.output_tokens,
+            errors=F("errors") + total.errors,
+        )
+    return [group for group in totals if group[0] not in existing]
 
 
 def frontend_create(*, name: str, origins: list[str], **fields: Any) -> Frontend:
@@ -84,7 +97,7 @@ def frontend_create(*, name: str, origins: list[str], **fields: Any) -> Frontend
 def _frontend_usage_add(
     frontend_id: int, input_tokens: int, output_tokens: int, error: bool
 ) -> None:
-    day = datetime.now(UTC).date()
+    day = timezone.now().date()
     usage, _ = FrontendUsage.objects.get_or_create(frontend_id=frontend_id, day=day)
     FrontendUsage.objects.filter(pk=usage.pk).update(
         requests=F("requests") + 1,
@@ -97,4 +110,13 @@ def _frontend_usage_add(
 async def frontend_usage_record(
     *, frontend_id: int, input_tokens: int, output_tokens: int, error: bool
 ) -> None:
-    await sync_to_async(_frontend_usage_add)(frontend_id, input_tokens, output_tokens, error)
+    with contextlib.suppress(DatabaseUnavailable):
+        await db_call(
+            _frontend_usage_add,
+            frontend_id,
+            input_tokens,
+            output_tokens,
+            error,
+            operation="frontend_usage",
+            meanwhile="this frontend usage record is lost",
+        )

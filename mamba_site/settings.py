@@ -105,19 +105,55 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Connections are not kept per thread (async views use many); PostgreSQL gets a psycopg pool.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
-    "DATABASE__POOL", default=True
-):
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env.int("DATABASE__POOL_MIN_SIZE", default=1),
-        "max_size": env.int("DATABASE__POOL_MAX_SIZE", default=10),
-        "timeout": env.float("DATABASE__POOL_TIMEOUT_SECONDS", default=10.0),
-    }
+# Every database call of the API and of background work (mamba_site/db.py) runs on one of this
+# many threads of its own, and is given up after the timeout (its connection is then cut).
+DATABASE_THREADS = env.int("DATABASE__THREADS", default=8)
+DATABASE_TIMEOUT_SECONDS = env.float("DATABASE__TIMEOUT_SECONDS", default=3.0)
+# PostgreSQL: the longest a query may run (the server cancels it; the service cuts the
+# connection itself when the server does not answer by then). 0: no limit (migrations).
+DATABASE_STATEMENT_TIMEOUT_SECONDS = env.float("DATABASE__STATEMENT_TIMEOUT_SECONDS", default=15.0)
+# How long the in-process copies of the API keys and the agents are served while the database
+# cannot be read (stale-if-error); beyond it, requests that need them get a 503.
+DATABASE_STALE_IF_ERROR_SECONDS = env.float("DATABASE__STALE_IF_ERROR_SECONDS", default=900.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Every wait on the server has a bound: connecting (libpq counts whole seconds, at least
+    # 2), a peer that vanished (keepalives; unacknowledged data: tcp_user_timeout, ms), and
+    # each statement (server-side).
+    _options.setdefault("connect_timeout", env.int("DATABASE__CONNECT_TIMEOUT_SECONDS", default=3))
+    _options.setdefault("keepalives", 1)
+    _options.setdefault("keepalives_idle", 10)
+    _options.setdefault("keepalives_interval", 5)
+    _options.setdefault("keepalives_count", 3)
+    _options.setdefault("tcp_user_timeout", 15_000)
+    if DATABASE_STATEMENT_TIMEOUT_SECONDS > 0:
+        _statement_ms = round(DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)
+        _options["options"] = f"{_options.get('options', '')} -c statement_timeout={_statement_ms}"
+    if env.bool("DATABASE__POOL", default=True):
+        # mamba_site/db.py adds the pool's connection check (apps.py), which heals the pool
+        # after an outage without failing a request.
+        _options["pool"] = {
+            "min_size": env.int("DATABASE__POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DATABASE__POOL_MAX_SIZE", default=10),
+            "timeout": env.float(
+                "DATABASE__POOL_TIMEOUT_SECONDS", default=DATABASE_TIMEOUT_SECONDS
+            ),
+            # psycopg_pool retries a failed connection with growing waits (1, 2, 4... s, up
+            # to 5 minutes): once the database is back, a call would wait for the next try.
+            # Given up after 2 s instead, the next call starts a new try at once.
+            "reconnect_timeout": 2.0,
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis, when set, holds the rate-limit counters shared by every replica. No CACHES: nothing
 # uses Django's cache (sessions are in the database; agents and keys have their own caches).
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Connect and socket timeout of each Redis call (seconds); a call that fails is retried once on
+# a fresh connection when the connection broke.
+REDIS_TIMEOUT_SECONDS = env.float("REDIS__TIMEOUT_SECONDS", default=0.5)
+# After a failure, Redis is asked again after this long (one request asks; the others do not
+# wait for it). Meanwhile the limits are counted in this process, or refused (closed).
+REDIS_RETRY_SECONDS = env.float("REDIS__RETRY_SECONDS", default=5.0)
 
 # Behind a TLS-terminating ingress: trust its X-Forwarded-Proto, redirect plain HTTP (but not
 # the probes and the metrics scrape, which reach the pod directly), secure cookies, HSTS.
@@ -202,6 +238,16 @@ TRUSTED_PROXIES = env.str("TRUSTED_PROXIES", default="")
 
 # The window of the requests-per-minute limits (a constant; tests shorten it).
 RATE_LIMIT_WINDOW_SECONDS = 60
+# While Redis fails: local (count the same limits in this process: the service stays up, abuse
+# stays bounded per replica) or closed (refuse limited requests: 503 RATE_LIMIT_UNAVAILABLE).
+LIMITS_ON_REDIS_ERROR = env.str("LIMITS__ON_REDIS_ERROR", default="local")
+# A stream's slot is a lease of this many seconds, renewed every quarter of it while the stream
+# lives: a process that dies, or a release that fails, frees the slot within this time.
+LIMITS_STREAM_LEASE_SECONDS = env.float("LIMITS__STREAM_LEASE_SECONDS", default=60.0)
+# Usage records wait in memory (up to this many) while the database cannot take them; they are
+# retried with backoff (up to the maximum interval) and flushed at shutdown.
+USAGE_BUFFER_RECORDS = env.int("USAGE__BUFFER_RECORDS", default=10_000)
+USAGE_RETRY_MAX_SECONDS = env.float("USAGE__RETRY_MAX_SECONDS", default=10.0)
 
 
 # Providers and model routes: a TOML file (a Kubernetes ConfigMap) naming several

@@ -9,6 +9,7 @@ from agents.models import Agent
 from agents.selectors import agents_invalidate
 from chat.routing import routers
 from mamba_site.frontends import frontends
+from mamba_site.usage import usage_outbox
 from tests import services
 
 
@@ -50,6 +51,14 @@ def _fresh_frontend_registry():
     frontends.invalidate()
     yield
     frontends.invalidate()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_usage_outbox():
+    # Usage records wait in a process-wide buffer: none may reach the next test's database.
+    usage_outbox.clear()
+    yield
+    usage_outbox.clear()
 
 
 @pytest.fixture(autouse=True)

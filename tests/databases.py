@@ -60,3 +60,17 @@ def migrated_database(label: str, directory: Path) -> Iterator[str]:
         yield url
     finally:
         _postgres_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def cloned_database(template_url: str, label: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database copied from `template_url`'s (a migrated one that
+    nothing is connected to): a fraction of a second, where migrating takes seconds."""
+    template = urllib.parse.urlsplit(template_url)
+    name = f"{template.path.lstrip('/')}_{label}"
+    _postgres_admin(template, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _postgres_admin(template, f'CREATE DATABASE "{name}" TEMPLATE "{template.path.lstrip("/")}"')
+    try:
+        yield template._replace(path=f"/{name}").geturl()
+    finally:
+        _postgres_admin(template, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

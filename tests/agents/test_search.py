@@ -3,6 +3,7 @@ from django.db import connection
 
 from agents.models import Note
 from agents.search import _word_search, notes_search
+from mamba_site.db import db_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +50,7 @@ async def test_notes_search_matches_stemmed_words_on_postgres(notes):
 
 
 async def test_word_search_fallback_ranks_and_snippets(notes):
-    results = await _word_search("kubernetes liveness", 5)
+    results = await db_call(_word_search, "kubernetes liveness", 5)
     assert results[0]["title"] == "Kubernetes probes"
     assert "**Liveness**" in results[0]["snippet"]
-    assert await _word_search("?!", 5) == []
+    assert await db_call(_word_search, "?!", 5) == []

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mamba_site.checks import check_auth_mode, log_startup_warnings
+from mamba_site.checks import check_auth_mode, check_outage_settings, log_startup_warnings
 
 
 def ids(messages):
@@ -167,3 +167,22 @@ def test_checks_warn_when_origin_mode_trusts_no_proxy(settings):
     settings.AUTH_MODE = "api_key"
     settings.TRUSTED_PROXIES = ""
     assert check_origin_clients() == []
+
+
+def test_checks_reject_an_unknown_redis_error_mode(settings):
+    settings.LIMITS_ON_REDIS_ERROR = "open"
+    assert ids(check_outage_settings()) == ["mamba.E008"]
+
+
+def test_checks_accept_the_redis_error_modes(settings):
+    for mode in ("local", "closed"):
+        settings.LIMITS_ON_REDIS_ERROR = mode
+        assert "mamba.E008" not in ids(check_outage_settings())
+
+
+def test_checks_warn_about_more_database_threads_than_pooled_connections(settings):
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if not pool:
+        pytest.skip("PostgreSQL's connection pool only")
+    settings.DATABASE_THREADS = pool["max_size"] + 1
+    assert ids(check_outage_settings()) == ["mamba.W005"]

@@ -5,6 +5,7 @@ import pytest
 
 from mamba_site import quotas
 from mamba_site.auth import Principal
+from mamba_site.errors import RateLimited
 from mamba_site.models import ApiKeyUsage
 from tests.chat.conftest import UPSTREAM_URL, parse_sse, read_stream, streaming, text_reply, user
 
@@ -229,3 +230,14 @@ async def test_scopes_404_for_an_unknown_agent_names_no_agent(
     assert response.status_code == 404
     assert response.json()["code"] == "AGENT_NOT_FOUND"
     assert not set(agents) & words(response.content.decode())
+
+
+async def test_limits_stream_slot_in_process_is_renewed_while_its_stream_lives(settings):
+    settings.LIMITS_STREAM_LEASE_SECONDS = 0.4
+    principal = Principal(kind="api_key", id="key:local", name="k", concurrent_streams=1)
+    release = await quotas.stream_acquire(principal)
+    await asyncio.sleep(1.0)  # two and a half leases
+    with pytest.raises(RateLimited):
+        await quotas.stream_acquire(principal)
+    await release()
+    await (await quotas.stream_acquire(principal))()

@@ -1,3 +1,4 @@
+import asyncio
 import time
 
 import jwt
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def shared_redis(settings):
     # Its own database number; skipped without Redis (failed with MAMBA_TEST_REQUIRE_ALL).
-    url = redis_url(15)
+    url = redis_url(8)
     client = redis.Redis.from_url(url)
     client.flushdb()
     settings.REDIS_URL = url
@@ -79,3 +80,28 @@ async def test_jwt_subjects_get_the_limits_from_settings(async_client, settings)
     assert (await async_client.get("/models", headers=token("alice"))).status_code == 200
     assert (await async_client.get("/models", headers=token("alice"))).status_code == 429
     assert (await async_client.get("/models", headers=token("bob"))).status_code == 200
+
+
+async def test_redis_stream_slot_of_a_replica_that_died_frees_within_one_lease(
+    shared_redis, settings
+):
+    settings.LIMITS_STREAM_LEASE_SECONDS = 0.6
+    principal = Principal(kind="api_key", id="key:3", name="k", concurrent_streams=1)
+    await quotas.stream_acquire(principal)  # never released
+    new_replica()  # the first one died: nothing renews its lease any more
+    with pytest.raises(RateLimited):
+        await quotas.stream_acquire(principal)
+    await asyncio.sleep(0.7)
+    await (await quotas.stream_acquire(principal))()
+
+
+async def test_redis_stream_slot_is_renewed_while_its_stream_lives(shared_redis, settings):
+    settings.LIMITS_STREAM_LEASE_SECONDS = 0.4
+    principal = Principal(kind="api_key", id="key:4", name="k", concurrent_streams=1)
+    release = await quotas.stream_acquire(principal)
+    await asyncio.sleep(1.0)  # two and a half leases
+    with pytest.raises(RateLimited):
+        await quotas.stream_acquire(principal)
+    await release()
+    await (await quotas.stream_acquire(principal))()
+    assert not shared_redis.keys("mamba:leases:*")  # a released slot leaves nothing behind
