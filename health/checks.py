@@ -176,7 +176,7 @@ def _redis_client() -> redis.Redis:
     client = redis.Redis(connection_pool=redis_pool(url, timeout=timeout))
     _redis_clients[loop] = (config, client)
     if known is not None:
-        run_in_background(known[1].aclose())
+        run_in_background(known[1].aclose(close_connection_pool=True))
     return client
 
 
@@ -184,7 +184,7 @@ async def redis_client_close() -> None:
     """Close this event loop's client (a test's loop ends; a server keeps its one)."""
     known = _redis_clients.pop(asyncio.get_running_loop(), None)
     if known is not None:
-        await known[1].aclose()
+        await known[1].aclose(close_connection_pool=True)
 
 
 async def _redis_probe() -> None:
