@@ -4,6 +4,7 @@ import contextlib
 import ctypes
 import http.client
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -21,11 +22,16 @@ STOP_TIMEOUT = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
 # How Mamba is served: plain daphne (the default), or the image's `mamba_site.serve`
-# (daphne with a graceful drain on SIGTERM).
+# (daphne with a graceful drain on SIGTERM; `--workers N` pre-forks N processes).
 SERVERS = {
     "daphne": "-m daphne --access-log /dev/null -b 127.0.0.1 -p {port} mamba_site.asgi:application",
     "serve": "-m mamba_site.serve --bind 127.0.0.1 --port {port}",
 }
+API_KEY_NAME = "bench"
+
+
+class SetupError(RuntimeError):
+    """The bench cannot run as asked (an option the checkout does not support, a limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,40 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(cpu, memory.get("VmRSS", 0), memory.get("VmHWM", 0))
 
 
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and every process below it (the workers a pre-forking server started)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def sample_tree(pid: int) -> ProcSample:
+    """`sample()` summed over `pid` and its descendants. A worker that exited takes its CPU
+    time with it; RSS of forked workers counts their shared pages once per process."""
+    samples = []
+    for member in tree_pids(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            samples.append(sample(member))
+    return ProcSample(
+        sum(s.cpu_s for s in samples),
+        sum(s.rss_kib for s in samples),
+        sum(s.hwm_kib for s in samples),
+    )
+
+
 def system_cpu() -> dict[str, float]:
     """CPU seconds of all CPUs since boot from /proc/stat: in tasks (user, nice, system), in
     interrupts (irq, softirq: loopback TCP is processed there), and stolen by the hypervisor."""
@@ -84,12 +124,29 @@ def system_cpu() -> dict[str, float]:
 
 
 def reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (`echo 5 > clear_refs`); False when not permitted."""
+    """Reset VmHWM to the current RSS (`echo 5 > clear_refs`) of `pid` and its descendants;
+    False when not permitted."""
     try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        for member in tree_pids(pid):
+            Path(f"/proc/{member}/clear_refs").write_text("5")
     except OSError:
         return False
     return True
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise this process's open-file limit (inherited by the servers it starts) to the hard
+    limit; raises `SetupError` when even that is below `needed`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        raise SetupError(
+            f"The open-file limit is {target} (hard limit); this run needs about {needed} "
+            "(raise it with `ulimit -n`, or open fewer streams)."
+        )
+    return target
 
 
 def _free_port() -> int:
@@ -147,9 +204,19 @@ def _wait_for_ready_line(server: Server) -> int:
     raise RuntimeError(f"The fake upstream did not start:\n{server.log_tail()}")
 
 
-def mamba_env(upstream: Server, workdir: Path, max_connections: int) -> dict[str, str]:
-    """The settings Mamba runs with (recorded in the results, except the secret key)."""
-    return {
+def mamba_env(
+    upstream: Server,
+    workdir: Path,
+    max_connections: int,
+    auth_mode: str = "none",
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The settings Mamba runs with (recorded in the results, except the secret key).
+
+    `auth_mode` "none" measures the proxy path only; "api_key" puts authentication (a key sent
+    with every request, see `create_api_key`) and its usage record on the measured path.
+    `overrides` (`--set NAME=VALUE`) come last."""
+    settings = {
         "DJANGO_SETTINGS_MODULE": "mamba_site.settings",
         # These settings and no others: a .env in the checkout is not read.
         "MAMBA_DOTENV": "",
@@ -162,29 +229,95 @@ def mamba_env(upstream: Server, workdir: Path, max_connections: int) -> dict[str
         # A failure must show up as an error, not as a slower success.
         "MAMBA_OPENAI__MAX_RETRIES": "0",
         "MAMBA_MOCK_MODEL__ENABLED": "false",
-        # The proxy path only: no client authentication, so no API key to provision.
-        "MAMBA_AUTH__MODE": "none",
+        "MAMBA_AUTH__MODE": auth_mode,
         "MAMBA_AUTH__ALLOW_NONE_IN_PRODUCTION": "true",
         "PYTHONUNBUFFERED": "1",
     }
+    return settings | (overrides or {})
+
+
+def _manage(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`manage.py ARGS` with the bench's settings; output to `log_path`."""
+    return _spawn(["manage.py", *args], env, log_path)
+
+
+def migrate(settings: dict[str, str], workdir: Path) -> None:
+    """`manage.py migrate` on the throwaway database."""
+    env = {**os.environ, **settings, "MAMBA_SECRET_KEY": secrets.token_urlsafe(40)}
+    log_path = workdir / "migrate.log"
+    command = Server("migrate", _manage(["migrate", "--noinput"], env, log_path), 0, log_path)
+    try:
+        if command.process.wait(timeout=120) != 0:
+            raise RuntimeError(f"manage.py migrate failed:\n{command.log_tail(60)}")
+    finally:
+        stop(command)
+
+
+def create_api_key(settings: dict[str, str], workdir: Path) -> str:
+    """`manage.py createapikey bench` (no limits, every agent and model) in the throwaway
+    database; the secret, which the command prints alone on its last line."""
+    env = {**os.environ, **settings, "MAMBA_SECRET_KEY": secrets.token_urlsafe(40)}
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "createapikey", API_KEY_NAME],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    lines = completed.stdout.decode(errors="replace").strip().splitlines()
+    if completed.returncode != 0 or not lines:
+        detail = completed.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"manage.py createapikey failed:\n{detail}")
+    return lines[-1].strip()
+
+
+def check_server_options(server_kind: str, workers: int) -> None:
+    """Raise `SetupError` unless the chosen server takes `--workers` when it is asked for."""
+    if workers == 1:
+        return
+    if server_kind != "serve":
+        raise SetupError("--workers needs --server serve (plain daphne runs one process).")
+    completed = subprocess.run(
+        [sys.executable, "-m", "mamba_site.serve", "--help"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mamba_site.settings"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if "--workers" not in completed.stdout.decode(errors="replace"):
+        raise SetupError(
+            "`python -m mamba_site.serve` in this checkout does not accept --workers "
+            f"(its --help does not list it; exit status {completed.returncode}): run with "
+            "--workers 1, or on a checkout whose serve pre-forks workers."
+        )
+
+
+def server_argv(server_kind: str, port: int, workers: int = 1) -> list[str]:
+    args = SERVERS[server_kind].format(port=port).split()
+    return [*args, "--workers", str(workers)] if workers != 1 else args
 
 
 @contextlib.contextmanager
-def mamba(settings: dict[str, str], workdir: Path, server_kind: str = "daphne") -> Iterator[Server]:
-    """Migrate the throwaway SQLite database, then serve (`SERVERS[server_kind]`) until it
-    answers HTTP."""
+def mamba(
+    settings: dict[str, str],
+    workdir: Path,
+    server_kind: str = "daphne",
+    *,
+    workers: int = 1,
+    migrated: bool = False,
+    log_name: str = "mamba.log",
+) -> Iterator[Server]:
+    """Migrate the throwaway SQLite database (unless `migrated`), then serve
+    (`SERVERS[server_kind]`, with `workers` processes) until it answers HTTP; its output
+    goes to `workdir / log_name`."""
+    if not migrated:
+        migrate(settings, workdir)
     env = {**os.environ, **settings, "MAMBA_SECRET_KEY": secrets.token_urlsafe(40)}
-    log_path = workdir / "mamba.log"
-    migrate = Server(
-        "migrate", _spawn(["manage.py", "migrate", "--noinput"], env, log_path), 0, log_path
-    )
-    try:
-        if migrate.process.wait(timeout=120) != 0:
-            raise RuntimeError(f"manage.py migrate failed:\n{migrate.log_tail(60)}")
-    finally:
-        stop(migrate)
+    log_path = workdir / log_name
     port = _free_port()
-    args = SERVERS[server_kind].format(port=port).split()
+    args = server_argv(server_kind, port, workers)
     server = Server("mamba", _spawn(args, env, log_path), port, log_path)
     try:
         _wait_for_http(server)
@@ -199,7 +332,8 @@ def _wait_for_http(server: Server) -> None:
         if _answers(server.port):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"Mamba (daphne) did not start:\n{server.log_tail()}")
+    command = " ".join(describe(server)["argv"][1:3])
+    raise RuntimeError(f"Mamba ({command} ...) did not start:\n{server.log_tail()}")
 
 
 def _answers(port: int) -> bool:

@@ -3,11 +3,23 @@
 import os
 import platform
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("django", "daphne", "twisted", "channels", "httpx", "openai", "orjson", "h11")
+PACKAGES = (
+    "django",
+    "daphne",
+    "twisted",
+    "channels",
+    "httpx",
+    "openai",
+    "aiohttp",
+    "uvloop",
+    "orjson",
+    "h11",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -140,4 +152,174 @@ def markdown(result: dict[str, Any]) -> str:
     parts = [head, scenario_table(result["scenarios"]), ratio_table(result["ratios"])]
     if result.get("cpu_cost_model"):
         parts.append(cost_table(result["cpu_cost_model"]))
+    return "\n\n".join(parts)
+
+
+# -- The suite (`python -m bench.suite`) -------------------------------------------------------
+
+
+# Other programs' CPU over the load, in cores, above which a run is flagged as noisy.
+NOISY_CORES = 0.1
+
+
+def _vs(row: dict[str, Any]) -> str:
+    value = row["vs"]
+    if value is None:
+        return "-"
+    if row["vs_kind"] == "added_ms":
+        return f"{value:+,.1f} ms"
+    return f"{value:,.2f}x"
+
+
+def _met(met: bool | None) -> str:
+    return "-" if met is None else ("yes" if met else "**no**")
+
+
+def goal_table(rows: list[dict[str, Any]]) -> str:
+    header = ["", "direct", "Mamba", "Mamba vs direct", "goal", "met?"]
+    body = [
+        [
+            row["figure"],
+            _fmt(row["direct"], 2) if row["direct"] is not None else "-",
+            _fmt(row["mamba"], 2),
+            _vs(row),
+            row["goal"],
+            _met(row["met"]),
+        ]
+        for row in rows
+    ]
+    return _table(header, body)
+
+
+def _proc(level: dict[str, Any], name: str, key: str, digits: int = 2) -> str:
+    return _fmt(level["processes"].get(name, {}).get(key), digits)
+
+
+def _mib(level: dict[str, Any], name: str) -> str:
+    value = level["processes"].get(name, {}).get("peak_rss_kib")
+    return "-" if value is None else f"{value / 1024:.0f}"
+
+
+LEVEL_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("streams/s (rounds)", lambda lv: f"{_fmt(lv['streams_per_s'])} ({_rounds(lv)})"),
+    ("err", lambda lv: _fmt(lv["errors"])),
+    (
+        "TTFT p50/p95/p99 ms",
+        lambda lv: "/".join(_fmt(lv["latency"][f"ttft_p{q}_ms"]) for q in (50, 95, 99)),
+    ),
+    ("total p50 ms", lambda lv: _fmt(lv["latency"]["total_p50_ms"])),
+    ("reads/stream", lambda lv: _fmt(lv["reads_per_request"])),
+    ("mamba CPU ms/stream", lambda lv: _proc(lv, "mamba", "cpu_ms_per_stream")),
+    ("mamba cores", lambda lv: _proc(lv, "mamba", "cpu_util")),
+    ("upstream CPU ms/stream", lambda lv: _proc(lv, "fake-upstream", "cpu_ms_per_stream")),
+    ("upstream cores", lambda lv: _proc(lv, "fake-upstream", "cpu_util")),
+    ("client cores", lambda lv: _proc(lv, "load-generator", "cpu_util")),
+    ("other CPU s", lambda lv: _fmt(lv["system"]["other_cpu_s"], 2)),
+    ("busiest (cores)", lambda lv: _busiest(lv)),
+    ("mamba peak RSS MiB", lambda lv: _mib(lv, "mamba")),
+)
+
+
+def _rounds(level: dict[str, Any]) -> str:
+    return ", ".join(_fmt(v) for v in level["streams_per_s_rounds"])
+
+
+def level_table(levels: dict[str, dict[str, Any]]) -> str:
+    header = ["level", "target", *(title for title, _ in LEVEL_COLUMNS)]
+    rows = [
+        [name, kind, *(cell(level[kind]) for _, cell in LEVEL_COLUMNS)]
+        for name, level in levels.items()
+        for kind in ("direct", "mamba")
+    ]
+    return _table(header, rows)
+
+
+def model_table(models: dict[str, dict[str, Any]]) -> str:
+    header = ["process", "CPU ms/stream (short, long)", "fixed CPU ms", "CPU µs/chunk"]
+    header += ["net of idle: fixed ms", "µs/chunk", "idle cores"]
+    rows = []
+    for name, m in models.items():
+        points = ", ".join(_fmt(v, 2) for v in m.get("cpu_ms_per_stream", []))
+        rows.append(
+            [
+                name,
+                points,
+                _fmt(m.get("fixed_cpu_ms"), 2),
+                _fmt(m.get("cpu_us_per_chunk"), 1),
+                _fmt(m.get("net_fixed_cpu_ms"), 2),
+                _fmt(m.get("net_cpu_us_per_chunk"), 1),
+                _fmt(m.get("idle_cpu_util"), 4),
+            ]
+        )
+    return _table(header, rows)
+
+
+def _memory_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    held = result.get("open_streams")
+    if held:
+        rss = held["rss_kib"]["mamba"]
+        closed = held["upstream_closed_after_s"]
+        lines.append(
+            f"- open streams: {held['open']:,} of {held['requested']:,} open at once "
+            f"(opened in {held['open_s']:.1f} s, {_fmt(held['mamba_cpu_ms_per_open'], 2)} ms "
+            f"Mamba CPU each; failed {sum(held['failed'].values())}, ended early "
+            f"{held['ended_early']}); Mamba RSS {rss['before'] / 1024:.1f} -> "
+            f"{rss['open'] / 1024:.1f} MiB = {_fmt(held['mamba_kib_per_stream'], 1)} KiB per "
+            f"stream, {rss['after_close'] / 1024:.1f} MiB after they closed; the upstream saw "
+            f"them all closed {_fmt(closed, 2)} s after the client left."
+        )
+    grown = result.get("growth")
+    if grown and grown.get("samples"):
+        series = ", ".join(f"{s['rss_kib'] / 1024:.1f}" for s in grown["samples"])
+        lines.append(
+            f"- growth: {grown['concurrency']} concurrent `bench:{grown['chunks']}` streams; "
+            f"Mamba RSS (MiB, idle) at start and after each block: {series}; "
+            f"{_fmt(grown.get('growth_pct'), 2)} % over the "
+            f"{_fmt(grown.get('streams_after_warmup'))} streams after the first "
+            f"{grown['warmup']:,}; {grown['errors']} errors; {grown['seconds']} s."
+        )
+    return lines
+
+
+def suite_markdown(result: dict[str, Any]) -> str:
+    info, args = result["machine"], result["args"]
+    low, high = args["concurrency"]
+    head = (
+        f"nproc={info['nproc']} ({info['cpu_model']}), Python {info['python']}, load average "
+        f"at start {', '.join(f'{v:.2f}' for v in info['loadavg_at_start'])}; "
+        f"{'quick' if args['quick'] else 'full'} run in {result.get('bench_seconds')} s: "
+        f"{args['chunks']}-chunk replies paced {args['chunk_delay'] * 1000:g} ms apart, "
+        f"{args['rounds']} round(s) of direct/mamba per level, Mamba on `{args['server']}`"
+        f"{f' --workers {args["workers"]}' if args['workers'] != 1 else ''}, auth "
+        f"`{args['auth']}`{''.join(f', {k}={v}' for k, v in args['overrides'].items())}; "
+        f"load generator: a `{args.get('client', 'httpx')}` client per worker. "
+        "Load generator, fake upstream and Mamba share the cores."
+    )
+    parts = [head, goal_table(result["goals"])]
+    levels = result.get("levels")
+    if levels:
+        other = sum(
+            lv[k]["system"]["other_cpu_s"] for lv in levels.values() for k in lv if k != "level"
+        )
+        wall = sum(lv[k]["wall_s"] for lv in levels.values() for k in lv if k != "level")
+        share = other / wall if wall else 0.0
+        warning = (
+            f"**Noisy run** (other programs over {NOISY_CORES:g} core): its figures may be "
+            "off by much more than their digits; compare several runs. "
+            if share > NOISY_CORES
+            else ""
+        )
+        parts.append(
+            f"{warning}Noise: {other:.1f} CPU s of other programs over {wall:.1f} s of load "
+            f"({share:.2f} cores). TTFT percentiles leave out each round's opening burst; "
+            f"streams/s is the steady rate, with {low} or {high} streams in flight."
+        )
+        parts.append(level_table(levels))
+    if result.get("cpu_model"):
+        parts.append(model_table(result["cpu_model"]))
+    if lines := _memory_lines(result):
+        parts.append("\n".join(lines))
+    if result.get("errors"):
+        parts.append(f"**Errors**: {result['errors']}")
     return "\n\n".join(parts)

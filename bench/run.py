@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--server", choices=sorted(procs.SERVERS), default="daphne", help="how to serve Mamba"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="`mamba_site.serve --workers N` (--server serve)"
+    )
+    parser.add_argument(
+        "--auth", choices=("none", "api_key"), default="none", help="Mamba's auth mode"
+    )
     parser.add_argument("--no-ttft", action="store_true", help="skip the small TTFT scenarios")
     args = parser.parse_args(argv)
     if min(args.concurrency, args.requests, args.chunks) < 1:
@@ -66,32 +72,46 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     return chosen
 
 
-def targets(upstream: procs.Server, mamba: procs.Server) -> dict[str, load.Target]:
+def targets(
+    upstream: procs.Server, mamba: procs.Server, api_key: str | None = None
+) -> dict[str, load.Target]:
     return {
         "direct": load.Target("direct", f"{upstream.origin}/v1/chat/completions"),
-        "mamba": load.Target("mamba", f"{mamba.origin}/chat"),
+        "mamba": load.Target("mamba", f"{mamba.origin}/chat", api_key=api_key),
     }
 
 
-async def warm_up(client: httpx.AsyncClient, target: load.Target, count: int, conc: int) -> None:
+async def warm_up(
+    clients: load.Clients,
+    target: load.Target,
+    count: int,
+    conc: int,
+    chunks: int = WARMUP_CHUNKS,
+) -> None:
     """Open the connection pools (client -> target, Mamba -> upstream) and warm the code paths."""
-    result = await load.run_load(client, target, f"bench:{WARMUP_CHUNKS}", count, conc)
+    result = await load.run_load(clients, target, f"bench:{chunks}", count, conc)
     failed = [o.error for o in result.outcomes if not o.ok]
     if len(failed) == len(result.outcomes):
-        raise RuntimeError(f"Every warm-up request to {target.url} failed: {failed[0]}")
+        answer = ""
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            async with load.make_client(1) as probe:  # one more, to show what the server says
+                body = target.body(f"bench:{chunks}")
+                response = await probe.post(target.url, json=body, headers=target.headers)
+            answer = f" (one more: HTTP {response.status_code} {response.text[:300]!r})"
+        raise RuntimeError(f"Every warm-up request to {target.url} failed: {failed[0]}{answer}")
 
 
 async def run_scenario(
     client: httpx.AsyncClient, scenario: Scenario, target: load.Target, servers: list[procs.Server]
 ) -> tuple[dict[str, Any], list[load.Outcome]]:
     peak_reset = {s.name: procs.reset_peak_rss(s.pid) for s in servers}
-    before = {s.name: procs.sample(s.pid) for s in servers}
+    before = {s.name: procs.sample_tree(s.pid) for s in servers}
     system_before = procs.system_cpu()
     text = f"bench:{scenario.chunks}"
     result = await load.run_load(client, target, text, scenario.requests, scenario.concurrency)
     system_after = procs.system_cpu()
     system_used = {key: system_after[key] - system_before[key] for key in system_after}
-    after = {s.name: procs.sample(s.pid) for s in servers}
+    after = {s.name: procs.sample_tree(s.pid) for s in servers}
     figures = {
         s.name: stats.process_figures(before[s.name], after[s.name], result, peak_reset[s.name])
         for s in servers
@@ -102,9 +122,9 @@ async def run_scenario(
 
 
 async def run_all(
-    args: argparse.Namespace, upstream: procs.Server, mamba: procs.Server
+    args: argparse.Namespace, upstream: procs.Server, mamba: procs.Server, api_key: str | None
 ) -> dict[str, Any]:
-    by_kind = targets(upstream, mamba)
+    by_kind = targets(upstream, mamba, api_key)
     servers = [upstream, mamba]
     summaries: dict[str, Any] = {}
     raw: dict[str, Any] = {}
@@ -142,7 +162,7 @@ def cost_models(scenarios_: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
     }
 
 
-async def _until_sigterm(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+async def until_sigterm(run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
     """Await `run`; None if SIGTERM cancelled it (so that it unwinds as on Ctrl-C)."""
     task = asyncio.current_task()
     assert task is not None
@@ -165,19 +185,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: asyncio cancels the run, the servers are stopped."""
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
+def terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start both servers, run every scenario, stop both servers (also on errors/Ctrl-C)."""
+    procs.check_server_options(args.server, args.workers)
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(procs.upstream(workdir, args.chunk_delay))
-        settings = procs.mamba_env(upstream, workdir, max(64, 2 * args.concurrency))
-        mamba = stack.enter_context(procs.mamba(settings, workdir, args.server))
+        settings = procs.mamba_env(upstream, workdir, max(64, 2 * args.concurrency), args.auth)
+        procs.migrate(settings, workdir)
+        api_key = procs.create_api_key(settings, workdir) if args.auth == "api_key" else None
+        mamba = stack.enter_context(
+            procs.mamba(settings, workdir, args.server, workers=args.workers, migrated=True)
+        )
         started = time.perf_counter()
-        result = asyncio.run(_until_sigterm(run_all(args, upstream, mamba)))
-        signal.signal(signal.SIGTERM, _terminate)  # the loop reset it when it closed
+        result = asyncio.run(until_sigterm(run_all(args, upstream, mamba, api_key)))
+        signal.signal(signal.SIGTERM, terminate)  # the loop reset it when it closed
         if result is None:
             raise Terminated
         result["bench_seconds"] = round(time.perf_counter() - started, 1)
@@ -189,7 +214,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     info = report.machine()
     try:
         with tempfile.TemporaryDirectory(prefix="mamba-bench-") as tmp:
@@ -197,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print("interrupted; both servers stopped", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+    except procs.SetupError as error:
+        print(f"bench cannot run: {error}", file=sys.stderr)
+        return 2
     except RuntimeError as error:  # a server did not start, or every warm-up request failed
         print(f"bench failed: {error}", file=sys.stderr)
         return 2
