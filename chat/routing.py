@@ -457,3 +457,9 @@ class Routers:
 
 
 routers = Routers()
+
+
+async def routers_close_at_shutdown(deadline: float, final: bool) -> None:
+    """Close the router's connection pools once the last streams have ended."""
+    if final:
+        await routers.get().clients.aclose()

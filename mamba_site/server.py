@@ -38,6 +38,7 @@ logger = logging.getLogger("mamba.serve")
 
 APPLICATION = "mamba_site.asgi:application"
 DRAIN_POLL_SECONDS = 0.05
+LISTEN_BACKLOG = 1024
 # The shutdown hooks get at least this long, also when the grace is already over.
 HOOKS_MIN_SECONDS = 1.0
 # After a 413, how long the rest of the body is read and dropped before the connection is cut.
@@ -265,7 +266,12 @@ def run(*, bind: str, port: int, fd: int | None, proxy_headers: bool) -> int:
     if fd is not None:  # a socket the supervisor bound and shares with its other workers
         endpoints = build_endpoint_description_strings(file_descriptor=fd)
     else:
-        endpoints = build_endpoint_description_strings(host=bind, port=port)
+        # A burst of connections larger than Twisted's default backlog (50) would overflow
+        # the accept queue: clients would wait for a retransmission.
+        endpoints = [
+            f"{endpoint}:backlog={LISTEN_BACKLOG}"
+            for endpoint in build_endpoint_description_strings(host=bind, port=port)
+        ]
     server = DrainingServer(
         application=application,
         endpoints=endpoints,
