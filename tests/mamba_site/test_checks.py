@@ -114,6 +114,7 @@ def test_checks_deploy_warns_when_a_stand_in_middleware_is_missing(settings, mid
     assert expected in deploy_check_ids()
 
 
+@pytest.mark.django_db  # the model checks ask SQLite's connection for its features
 def test_checks_deploy_reports_hsts_off_through_the_command(settings):
     from io import StringIO
 

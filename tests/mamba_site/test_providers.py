@@ -143,6 +143,7 @@ def test_check_providers_reports_a_bad_file(tmp_path, settings, monkeypatch):
     assert "names an unknown provider 'nowhere'" in error.msg
 
 
+@pytest.mark.django_db  # the model checks ask SQLite's connection for its features
 def test_manage_check_fails_on_a_bad_providers_file(tmp_path, settings):
     path = tmp_path / "providers.toml"
     path.write_text("[models.x]\ntargets = []\n")
