@@ -26,6 +26,10 @@ PR_SET_PDEATHSIG = 1
 SERVERS = {
     "daphne": "-m daphne --access-log /dev/null -b 127.0.0.1 -p {port} mamba_site.asgi:application",
     "serve": "-m mamba_site.serve --bind 127.0.0.1 --port {port}",
+    # For comparison only (not what the image runs): uvicorn with httptools and uvloop, from
+    # requirements-dev.txt.
+    "uvicorn": "-m uvicorn --host 127.0.0.1 --port {port} --no-access-log --lifespan off "
+    "--loop uvloop --http httptools mamba_site.asgi:application",
 }
 API_KEY_NAME = "bench"
 

@@ -367,21 +367,24 @@ async def stream(
     producer = asyncio.create_task(produce())
     cancel_reason: str | None = None
     loop = asyncio.get_running_loop()
-    # One timer per stream, re-armed once per period (not one per event): it only wakes the
-    # consumer to look at the clock while the producer is silent.
-    period = min(WAKE_SECONDS, limits.keepalive_seconds)
+    # One timer per stream, re-armed when it fires (not per event): it wakes the consumer when
+    # a keep-alive, the idle or total limit, or the drain is due while the producer is silent.
+    deadline = time.monotonic() + limits.total_timeout_seconds
+    idle_deadline = last_write = time.monotonic()
+    idle_deadline += limits.idle_timeout_seconds
     ticker: asyncio.TimerHandle
 
     def wake() -> None:
         nonlocal ticker
-        if queue.empty():
+        now = time.monotonic()
+        due = min(last_write + limits.keepalive_seconds, idle_deadline, deadline)
+        if queue.empty() and (now >= due or now >= drain_deadline()):
             queue.put_nowait(_WAKE)
-        ticker = loop.call_later(period, wake)
+            due = now + limits.keepalive_seconds
+        # Not sooner than MIN_WAKE_SECONDS: a consumer busy with events writes soon anyway.
+        ticker = loop.call_later(max(MIN_WAKE_SECONDS, min(due - now, WAKE_SECONDS)), wake)
 
-    ticker = loop.call_later(period, wake)
-    deadline = time.monotonic() + limits.total_timeout_seconds
-    idle_deadline = last_write = time.monotonic()
-    idle_deadline += limits.idle_timeout_seconds
+    ticker = loop.call_later(min(limits.keepalive_seconds, WAKE_SECONDS), wake)
     try:
         while True:
             item = queue.get_nowait() if not queue.empty() else await queue.get()
@@ -435,3 +438,4 @@ async def stream(
 _WAKE = object()
 # How often a silent stream looks at the clock: keep-alives and a drain that began meanwhile.
 WAKE_SECONDS = 1.0
+MIN_WAKE_SECONDS = 0.005
