@@ -16,6 +16,7 @@ class MambaSiteConfig(AppConfig):
 
         from mamba_site import checks, lifecycle  # noqa: F401  (checks: registers them)
         from mamba_site.auth import api_keys_invalidate
+        from mamba_site.background import background_wait_at_shutdown
         from mamba_site.db import db_install
         from mamba_site.frontends import cors_allows_frontend, frontends
         from mamba_site.models import ApiKey, Frontend
@@ -23,6 +24,7 @@ class MambaSiteConfig(AppConfig):
         from mamba_site.usage import usage_flush_at_shutdown
 
         db_install()
+        lifecycle.at_shutdown(background_wait_at_shutdown)  # writes in flight end first
         lifecycle.at_shutdown(usage_flush_at_shutdown)
 
         setting_changed.connect(providers.setting_changed, dispatch_uid="providers_settings")

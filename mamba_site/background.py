@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,3 +25,16 @@ def run_in_background(coroutine: Coroutine[Any, Any, Any]) -> None:
     task = asyncio.get_running_loop().create_task(guarded())
     _running.add(task)
     task.add_done_callback(_running.discard)
+
+
+async def background_wait(seconds: float | None = None) -> None:
+    """Wait (up to `seconds`) for this loop's background work to end: at shutdown, so that a
+    write in flight is not cut, and after each test, before its database is emptied."""
+    loop = asyncio.get_running_loop()
+    tasks = [task for task in _running if task.get_loop() is loop and not task.done()]
+    if tasks:
+        await asyncio.wait(tasks, timeout=seconds)
+
+
+async def background_wait_at_shutdown(deadline: float, final: bool) -> None:
+    await background_wait(max(0.0, deadline - time.monotonic()))

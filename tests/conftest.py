@@ -8,6 +8,7 @@ from django.db import connections
 from agents.models import Agent
 from agents.selectors import agents_invalidate
 from chat.routing import routers
+from mamba_site.background import background_wait
 from mamba_site.frontends import frontends
 from mamba_site.usage import usage_outbox
 from tests import services
@@ -27,6 +28,13 @@ def pytest_sessionstart(session):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(services.services_line(services.database_choice()))
+
+
+@pytest.fixture(autouse=True)
+async def _background_work_done():
+    yield
+    # A usage write still running when the test's database is emptied would deadlock with it.
+    await background_wait(10)
 
 
 @pytest.fixture(autouse=True)
