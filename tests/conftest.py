@@ -1,5 +1,7 @@
 """Shared fixtures."""
 
+import inspect
+
 import pytest
 from asgiref.sync import SyncToAsync
 from django.apps import apps as django_apps
@@ -30,11 +32,18 @@ def pytest_sessionstart(session):
         reporter.write_line(services.services_line(services.database_choice()))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 async def _background_work_done():
     yield
     # A usage write still running when the test's database is emptied would deadlock with it.
     await background_wait(10)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Only async tests start background work; a sync test (Playwright's) must not get a loop.
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "obj", None)):
+            item.fixturenames.append("_background_work_done")
 
 
 @pytest.fixture(autouse=True)
