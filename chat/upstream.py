@@ -123,7 +123,7 @@ class ProviderClient:
         try:
             response = await self.transport.handle_async_request(request)
         except httpx.HTTPError as error:
-            raise failure_of(error, model=str(body.get("model", ""))) from error
+            raise failure_of(error) from error
         response.request = request
         if not response.is_success:
             raise await _status_failure(response, model=str(body.get("model", "")))
@@ -290,7 +290,7 @@ async def _discard(response: httpx.Response) -> None:
         await response.aclose()
 
 
-def failure_of(error: httpx.HTTPError, *, model: str) -> UpstreamFailure:
+def failure_of(error: httpx.HTTPError) -> UpstreamFailure:
     """Our failure for a transport error: a safe message, never the provider's."""
     if isinstance(error, httpx.TimeoutException):
         logger.warning("Upstream timed out: %s", type(error).__name__)
