@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from mamba_site import quotas
+from mamba_site.background import background_wait
 from mamba_site.frontends import frontend_principal, frontends
 from mamba_site.models import FrontendUsage
 from tests.chat.conftest import UPSTREAM_URL, read_stream, streaming, text_reply, user
@@ -130,6 +131,8 @@ async def test_frontend_titles_count_towards_the_total(
 
 
 async def wait_for_usage(frontend):
+    # The write runs in the background: read once it is done (SQLite locks a table it writes).
+    await background_wait(10)
     for _ in range(100):
         usage = await FrontendUsage.objects.filter(frontend=frontend).afirst()
         if usage is not None:
