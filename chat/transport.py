@@ -81,7 +81,7 @@ class _Body(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
         try:
-            async for data in content.iter_any():
+            while data := await content.readany():
                 yield data
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise httpx.ReadTimeout("Timed out reading", request=self._request) from error
@@ -99,3 +99,10 @@ class _Body(httpx.AsyncByteStream):
             self._response.release()
         else:
             self._response.close()
+
+
+def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive: from aiohttp directly when this transport made the
+    response (httpx's `aiter_raw` adds a generator and a re-chunking step to every read)."""
+    stream = response.stream
+    return stream.__aiter__() if isinstance(stream, _Body) else response.aiter_raw()

@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from chat import mock
-from chat.transport import AiohttpTransport
+from chat.transport import AiohttpTransport, raw_body
 from mamba_site.errors import (
     ApiError,
     InvalidRequest,
@@ -186,7 +186,7 @@ class UpstreamStream:
         # text decoding, no per-chunk pydantic model (requests ask for no compression).
         rest = b""
         try:
-            async for data in self._response.aiter_raw():
+            async for data in raw_body(self._response):
                 lines = (rest + data).split(b"\n")
                 rest = lines.pop()
                 for line in lines:

@@ -118,6 +118,10 @@ def _run[T](fn: Callable[..., T], args: tuple[Any, ...], deadline: float) -> T:
         # Nothing closes connections per request (no request signals on this path): a
         # connection left open here would be this thread's for good, outside the pool.
         for connection in connections.all(initialized_only=True):
+            if connection.vendor == "sqlite":
+                # A file on this host, opened once per thread: each new connection costs
+                # more than most of the queries made on it.
+                continue
             try:
                 connection.close()
             except Exception:  # a broken connection: Django forgets it all the same

@@ -143,6 +143,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # Given up after 2 s instead, the next call starts a new try at once.
             "reconnect_timeout": 2.0,
         }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default: WAL lets readers go on while a write commits, and a commit is a
+    # write to the log instead of an fsync of the database (still durable across a crash of
+    # the process; the last commits may be lost if the machine itself goes down).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis, when set, holds the rate-limit counters shared by every replica. No CACHES: nothing
