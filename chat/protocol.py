@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -322,120 +322,122 @@ class _Ledger:
         return events
 
 
-_END = object()
 CANCEL_REASONS = {StreamTimeout: TIMEOUT_CANCEL, StreamInterrupted: INTERRUPT_CANCEL}
 
+type Write = Callable[[bytes], Awaitable[None]]
 
-async def stream(
-    events: AsyncGenerator[Event, None],
+
+async def pump(
+    events: AsyncGenerator[list[Event], None],
+    write: Write,
     *,
     limits: StreamLimits,
     message_id: str,
     safe_error: Callable[[BaseException], str],
     drain_deadline: Callable[[], float] = lambda: math.inf,
-) -> AsyncIterator[bytes]:
-    """Encode `events` as SSE, with keep-alive comments, timeouts and a clean error ending.
+) -> None:
+    """Write `events` (batches, each written at once) as SSE through `write`, with keep-alive
+    comments, timeouts and a clean error ending; returns once `[DONE]` is written.
 
-    The producer runs in its own task so that a silent model can be answered with keep-alive
-    frames. Closing this generator (client disconnect) cancels the producer, which closes the
-    upstream connection, and re-raises. An exception in the producer ends the stream with the
-    open blocks closed, one `error` chunk (text from `safe_error`), `finish` and `[DONE]`; so
-    do the idle and total timeouts (`StreamTimeout`) and the server's shutdown reaching
-    `drain_deadline()` (`StreamInterrupted`). When this generator returns, the producer has
-    stopped, whatever ended the stream.
+    Everything runs in the calling task: no task, queue or timer per event. One timer per
+    stream, re-armed when it fires, sends a keep-alive while the producer is silent (through
+    a short task of its own: the stream's task is waiting on the producer), and cancels the
+    stream's task when the idle or total limit (`StreamTimeout`) or the drain's deadline
+    (`StreamInterrupted`) is reached. An exception from the producer, or one of those limits,
+    ends the stream with the open blocks closed, one `error` chunk (text from `safe_error`),
+    `finish` and `[DONE]`. A cancellation from elsewhere (the client left) is re-raised once
+    the producer has been closed with it, so that it records why it ended.
     """
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
-
-    async def produce() -> None:
-        try:
-            async for event in events:
-                await queue.put(event)
-        except asyncio.CancelledError as cancel:
-            # Cancelled while waiting on a full queue, outside the producer: hand it the
-            # cancellation, so that it records why it ended (a disconnect is not an error).
-            with contextlib.suppress(BaseException):
-                await events.athrow(cancel)
-            raise
-        except Exception as error:  # handed to the consumer, which ends the stream with it
-            await queue.put(error)
-            return
-        finally:
-            await events.aclose()
-        await queue.put(_END)
-
-    ledger = _Ledger()
-    producer = asyncio.create_task(produce())
-    cancel_reason: str | None = None
+    task = asyncio.current_task()
+    assert task is not None, "pump() runs in a task"
     loop = asyncio.get_running_loop()
-    # One timer per stream, re-armed when it fires (not per event): it wakes the consumer when
-    # a keep-alive, the idle or total limit, or the drain is due while the producer is silent.
-    deadline = time.monotonic() + limits.total_timeout_seconds
-    idle_deadline = last_write = time.monotonic()
+    ledger = _Ledger()
+    now = time.monotonic()
+    deadline = now + limits.total_timeout_seconds
+    idle_deadline = last_write = now
     idle_deadline += limits.idle_timeout_seconds
+    ended_by: type[StreamEnded] | None = None
+    writing = True
+    keepalives: set[asyncio.Task[None]] = set()
+
     ticker: asyncio.TimerHandle
 
+    async def keep_alive() -> None:
+        if writing:  # the stream may have ended since this was scheduled
+            await write(KEEPALIVE)
+
     def wake() -> None:
-        nonlocal ticker
+        nonlocal ticker, ended_by, last_write
         now = time.monotonic()
+        if now >= drain_deadline():
+            ended_by = StreamInterrupted
+        elif now >= deadline or now >= idle_deadline:
+            ended_by = StreamTimeout
+        if ended_by is not None:
+            task.cancel(CANCEL_REASONS[ended_by])
+            return
+        if now - last_write >= limits.keepalive_seconds:
+            last_write = now
+            keepalive = loop.create_task(keep_alive())
+            keepalives.add(keepalive)
+            keepalive.add_done_callback(keepalives.discard)
         due = min(last_write + limits.keepalive_seconds, idle_deadline, deadline)
-        if queue.empty() and (now >= due or now >= drain_deadline()):
-            queue.put_nowait(_WAKE)
-            due = now + limits.keepalive_seconds
-        # Not sooner than MIN_WAKE_SECONDS: a consumer busy with events writes soon anyway.
+        # Not sooner than MIN_WAKE_SECONDS: a stream busy with events writes soon anyway.
         ticker = loop.call_later(max(MIN_WAKE_SECONDS, min(due - now, WAKE_SECONDS)), wake)
 
     ticker = loop.call_later(min(limits.keepalive_seconds, WAKE_SECONDS), wake)
+    waiting = False  # on the producer: an exception raised there has passed through it
+    failure: BaseException | None = None
     try:
-        while True:
-            item = queue.get_nowait() if not queue.empty() else await queue.get()
-            now = time.monotonic()
-            if now >= drain_deadline():
-                item = StreamInterrupted()
-            elif now >= deadline or (item is _WAKE and now >= idle_deadline):
-                item = StreamTimeout()
-            elif item is _WAKE:
-                if now - last_write >= limits.keepalive_seconds:
-                    last_write = now
-                    yield KEEPALIVE
-                continue
-            else:
+        try:
+            while True:
+                waiting = True
+                batch = await anext(events)
+                waiting = False
+                if ended_by is not None:  # the limit's cancellation was absorbed on the way
+                    raise asyncio.CancelledError(CANCEL_REASONS[ended_by])
+                out = []
+                for event in batch:
+                    ledger.note(event)
+                    out.append(encode(event))
+                if ledger.finished:
+                    # The producer is done after `finish`: let it end, then write once.
+                    with contextlib.suppress(StopAsyncIteration):
+                        await anext(events)
+                    out.append(DONE)
+                    writing = False
+                    await write(b"".join(out))
+                    return
+                now = time.monotonic()
                 idle_deadline = now + limits.idle_timeout_seconds
-            # Everything the producer has ready goes out in one write.
-            batch = [item]
-            while not queue.empty() and len(batch) < 64:
-                batch.append(queue.get_nowait())
-            out: list[bytes] = []
-            ended = False
-            for item in batch:
-                if item is _WAKE:
-                    continue
-                if item is _END:
-                    ended = True
-                    break
-                if isinstance(item, BaseException):
-                    if isinstance(item, StreamEnded):
-                        cancel_reason = CANCEL_REASONS[type(item)]
-                    out += [encode(e) for e in ledger.closing(safe_error(item), message_id)]
-                    ended = True
-                    break
-                ledger.note(item)
-                out.append(encode(item))
-            if ended:
-                out.append(DONE)
-                yield b"".join(out)
-                return
-            if out:
-                last_write = time.monotonic()
-                yield b"".join(out)
+                last_write = now
+                await write(b"".join(out))
+        except StopAsyncIteration:  # without `finish`: the reply is not whole
+            failure = RuntimeError("The stream's producer ended without `finish`.")
+        except asyncio.CancelledError as cancel:
+            ticker.cancel()
+            if ended_by is None or task.uncancel() > 0:
+                if not waiting:  # it waits at a `yield`: hand it the cancellation
+                    with contextlib.suppress(BaseException):
+                        await events.athrow(cancel)
+                raise
+            failure = ended_by()
+            if not waiting:
+                with contextlib.suppress(BaseException):
+                    await events.athrow(asyncio.CancelledError(CANCEL_REASONS[ended_by]))
+        except Exception as error:  # from the producer (or a bug here): ended below
+            failure = error
+        ticker.cancel()
+        writing = False
+        assert failure is not None
+        closing = ledger.closing(safe_error(failure), message_id)
+        await write(b"".join([*map(encode, closing), DONE]))
     finally:
         ticker.cancel()
-        if not producer.done():
-            producer.cancel(cancel_reason)
-        # Wait for the producer so the upstream connection is closed before we return.
-        await asyncio.gather(producer, return_exceptions=True)
+        writing = False
+        await events.aclose()
 
 
-_WAKE = object()
 # How often a silent stream looks at the clock: keep-alives and a drain that began meanwhile.
 WAKE_SECONDS = 1.0
 MIN_WAKE_SECONDS = 0.005

@@ -110,26 +110,32 @@ class StepLoop:
         self.replays = 0
         self.finish_reason: p.FinishReason | None = None
         self.outcome = "running"
+        self._tail: list[p.Event] = []
+        self._again = False
 
-    async def events(self) -> AsyncGenerator[p.Event, None]:
-        """The whole message: `start`, one step per model call, `finish`."""
+    async def events(self) -> AsyncGenerator[list[p.Event], None]:
+        """The whole message, in batches of events to write at once: `start`, one step per
+        model call, `finish`. Each upstream read is one batch; what ends a step (its open
+        blocks, tool calls and `finish-step`) goes out with what starts the next one, or with
+        `finish`."""
         ids = BlockIds(tag=secrets.token_hex(3))
         outcome = "error"
         metrics.active_streams.inc()
         try:
-            yield p.Start(self.plan.message_id)
+            pending: list[p.Event] = [p.Start(self.plan.message_id)]
             more = True
             while more:
-                more = False
                 # aclosing: if this generator is closed mid-step, the step closes its upstream.
                 async with contextlib.aclosing(self._step(ids)) as step:
-                    async for event in step:
-                        if event is _CALL_AGAIN:
-                            more = True
-                        else:
-                            yield event
+                    async for batch in step:
+                        if pending:
+                            batch, pending = pending + batch, []
+                        yield batch
+                pending += self._tail
+                more = self._again
             outcome = "finished"
-            yield p.Finish(self.finish_reason or "other", self.metadata())
+            pending.append(p.Finish(self.finish_reason or "other", self.metadata()))
+            yield pending
         except asyncio.CancelledError as cancel:
             outcome = _cancel_outcome(cancel)
             raise
@@ -147,11 +153,12 @@ class StepLoop:
         if first is not None:
             await first.stream.aclose()
 
-    async def _step(self, ids: BlockIds) -> AsyncGenerator[Any, None]:
-        """One model call and its tool calls; ends with `_CALL_AGAIN` when the model should
-        see the tools' results in another step."""
+    async def _step(self, ids: BlockIds) -> AsyncGenerator[list[p.Event], None]:
+        """One model call and its tool calls. What ends the step is left in `_tail`, and
+        `_again` says whether the model should see the tools' results in another step."""
         self.steps += 1
-        yield p.StartStep()
+        self._tail, self._again = [], False
+        yield [p.StartStep()]
         attempts, self._first_attempts = self._first_attempts, None
         opened = self._first or await self._open(self.router.attempts(self.plan.route))
         self._first = None
@@ -159,8 +166,8 @@ class StepLoop:
             translator = Translator(ids=ids)
             try:
                 async with contextlib.aclosing(self._read(opened, translator)) as read:
-                    async for event in read:
-                        yield event
+                    async for batch in read:
+                        yield batch
                 break
             except UpstreamFailure as failure:
                 self.router.failed(opened.target, failure)
@@ -179,23 +186,24 @@ class StepLoop:
                 if shown:
                     self.replays += 1
                     logger.warning("Step %s replayed on %s", self.steps, opened.target.label)
-                    yield p.ResetStep()
+                    yield [p.ResetStep()]
         self.served = opened
         if translator.usage:
             self.usage.add(translator.usage)
         self.finish_reason = translator.finish_reason or "other"
+        tail = translator.close()
         calls = [call for call in translator.tool_calls if call.started]
         results: list[OpenAIMessage] = []
         for call in calls:
             tool_events, result = await self._run_tool(call)
-            for event in tool_events:
-                yield event
+            tail += tool_events
             results.append(result)
-        yield p.FinishStep()
+        tail.append(p.FinishStep())
+        self._tail = tail
         if calls and self.steps < self.plan.max_steps:
             plan = self.plan
             plan.messages = [*plan.messages, _assistant_turn(translator, calls), *results]
-            yield _CALL_AGAIN
+            self._again = True
 
     async def _open(self, attempts: Attempts) -> Opened:
         deadline = time.monotonic() + self.policy.first_byte_seconds
@@ -203,7 +211,9 @@ class StepLoop:
             attempts, self.plan.request_params(), deadline=deadline
         )
 
-    async def _read(self, opened: Opened, translator: Translator) -> AsyncGenerator[p.Event, None]:
+    async def _read(
+        self, opened: Opened, translator: Translator
+    ) -> AsyncGenerator[list[p.Event], None]:
         """The step's events from one upstream, which is closed however this ends; raises
         `UpstreamFailure` for a reply that stalls, breaks, or ends cut off or empty."""
         started = time.perf_counter()
@@ -211,8 +221,8 @@ class StepLoop:
         stream = opened.stream
         try:
             async with Watch(self.policy.idle_seconds) as watch:
-                async for chunk in stream.chunks():
-                    events = translator.feed(chunk)
+                async for chunks in stream.chunks():
+                    events = [event for chunk in chunks for event in translator.feed(chunk)]
                     if not events:
                         watch.touch()
                         continue
@@ -221,8 +231,7 @@ class StepLoop:
                         if self.first_token_at is None:
                             self.first_token_at = time.perf_counter()
                     watch.pause()
-                    for event in events:
-                        yield event
+                    yield events
                     watch.resume()
             if watch.expired:
                 logger.warning("Stream ended by a timeout: %s went silent", opened.target.label)
@@ -234,8 +243,6 @@ class StepLoop:
             ended = "with [DONE] and nothing else" if stream.done else "without [DONE]"
             logger.warning("Upstream %s ended its reply %s", opened.target.label, ended)
             raise empty() if stream.done else cut_off()
-        for event in translator.close():
-            yield event
         self.router.succeeded(opened.target, first_token_seconds=first_token)
 
     def _ended_by(self, failure: UpstreamFailure) -> ApiError:
@@ -310,9 +317,6 @@ class StepLoop:
             },
             "timings": timings,
         }
-
-
-_CALL_AGAIN = object()
 
 
 def _cancel_outcome(cancel: asyncio.CancelledError) -> str:

@@ -77,19 +77,45 @@ class ChatStream:
         )
         return response
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def send_body(self, write: protocol.Write) -> None:
+        """Write the whole body through `write`, then release everything."""
         assert self.steps is not None, "start() first"
         try:
-            async for part in protocol.stream(
+            await protocol.pump(
                 self.steps.events(),
+                write,
                 limits=self.limits,
                 message_id=self.plan.message_id,
                 safe_error=error_text,
                 drain_deadline=self.drain_deadline,
-            ):
-                yield part
+            )
         finally:
             await self.aclose()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body as an iterator, for Django's own handling of a streamed response (its test
+        client): `send_body` in a task of its own, through a queue. Served by Mamba's ASGI
+        handler, the body is written by `send_body` directly (`ChatResponse.stream_to`)."""
+        parts: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def write(data: bytes) -> None:
+            parts.put_nowait(data)
+
+        async def send() -> None:
+            try:
+                await self.send_body(write)
+            finally:
+                parts.put_nowait(None)
+
+        sender = asyncio.create_task(send())
+        try:
+            while (part := await parts.get()) is not None:
+                yield part
+            await sender  # its exception, if any
+        finally:
+            if not sender.done():
+                sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Release everything, once; each release on its own, whatever another one does."""
@@ -174,6 +200,10 @@ class ChatResponse(StreamingHttpResponse):
         super().__init__(chat.body(), content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS)
         self._chat = chat
         self._loop = asyncio.get_running_loop()
+
+    async def stream_to(self, write: protocol.Write) -> None:
+        """Write the body through `write` (Mamba's ASGI handler: one call per batch)."""
+        await self._chat.send_body(write)
 
     def close(self) -> None:
         super().close()

@@ -169,7 +169,9 @@ class Clients:
 
 
 class UpstreamStream:
-    """An open streamed completion; `chunks()` yields each event's JSON object.
+    """An open streamed completion; `chunks()` yields the events' JSON objects, as many as
+    each read brought (a read is one chunk when they arrive one by one, several when the
+    process fell behind: the busier, the fewer trips through the layers above).
 
     `done` tells whether the provider ended with `[DONE]`: a stream that ends without it and
     without a finish reason was cut off (the step loop decides, it sees the finish reason)."""
@@ -181,7 +183,7 @@ class UpstreamStream:
         self.done = False
         self._after_done = 0
 
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self) -> AsyncIterator[list[dict[str, Any]]]:
         # The body's bytes as they arrive, split into lines here and parsed with orjson: no
         # text decoding, no per-chunk pydantic model (requests ask for no compression).
         rest = b""
@@ -189,23 +191,35 @@ class UpstreamStream:
             async for data in raw_body(self._response):
                 lines = (rest + data).split(b"\n")
                 rest = lines.pop()
+                batch: list[dict[str, Any]] = []
+                failure: UpstreamFailure | None = None
                 for line in lines:
                     if self.done:
                         # Read the body to its end, so the connection goes back to the pool;
                         # a server that keeps talking after [DONE] only costs that connection.
                         self._after_done += 1
                         if self._after_done > DRAIN_LINES:
-                            return
+                            break
                         continue
                     if line.startswith(b"data:"):
-                        chunk = self._parse(line[5:].strip())
+                        try:
+                            chunk = self._parse(line[5:].strip())
+                        except UpstreamFailure as bad:
+                            failure = bad
+                            break
                         if chunk is not None:
-                            yield chunk
+                            batch.append(chunk)
+                if batch:  # what came before a bad event is shown before the failure
+                    yield batch
+                if failure is not None:
+                    raise failure
+                if self._after_done > DRAIN_LINES:
+                    return
             # A last line without its newline still counts.
             if rest.startswith(b"data:") and not self.done:
                 chunk = self._parse(rest[5:].strip())
                 if chunk is not None:
-                    yield chunk
+                    yield [chunk]
         except httpx.HTTPError as error:
             if isinstance(error, httpx.TimeoutException):
                 raise UpstreamFailure("timeout", UpstreamTimeout()) from error

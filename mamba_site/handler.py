@@ -16,6 +16,7 @@ from typing import Any
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
 type Scope = dict[str, Any]
@@ -70,6 +71,30 @@ class ApiASGIHandler(ASGIHandler):
                 signals.request_finished.send(sender=self.__class__)
             else:
                 response.close()
+
+    async def send_response(self, response: HttpResponseBase, send: Send) -> None:
+        """Django's, except for a response that writes its own body (`stream_to`, the chat
+        stream): each of its writes is one ASGI message, without Django's iterator layers."""
+        stream_to = getattr(response, "stream_to", None)
+        if stream_to is None:
+            await super().send_response(response, send)
+            return
+        headers = [
+            (name.encode("ascii"), value.encode("latin1")) for name, value in response.items()
+        ]
+        headers += [
+            (b"Set-Cookie", cookie.OutputString().encode("ascii"))
+            for cookie in response.cookies.values()
+        ]
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+
+        async def write(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        await stream_to(write)
+        await send({"type": "http.response.body"})
 
 
 def get_api_asgi_application() -> ApiASGIHandler:

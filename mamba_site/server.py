@@ -118,44 +118,72 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         super().connectionLost(reason)
 
 
-class ImmediateWriteServer(tcp.Server):  # type: ignore[misc]
-    """Twisted's server connection, sending at once what it is given while nothing is queued.
+class ImmediateWriteServer(tcp.Server):
+    """Twisted's server connection, sending what it is given at the end of the current loop
+    callback while nothing is queued.
 
     Twisted queues every write and sends it when the loop next reports the socket writable:
     each chunk of a stream cost two epoll changes (watch for writable, stop watching), a loop
-    turn and Twisted's dispatch before its `send`. An idle socket takes the bytes at once;
-    what it does not take (a slow client) is queued the usual way, behind which every later
-    write waits, so the order of bytes and Twisted's flow control are kept."""
+    turn and Twisted's dispatch before its `send`. Here the writes of one callback (a
+    response's headers, body and last chunk; a batch of events) are gathered and sent with
+    one `send` once it returns. What the socket does not take (a slow client) is queued the
+    usual way, and while anything is queued every later write waits behind it, so the order
+    of bytes and Twisted's flow control are kept. Closing first hands gathered bytes to
+    Twisted's queue, which sends them before it closes."""
+
+    _gathered: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
-        if not self._sent_at_once((data,)):
-            super().write(data)
+        self.writeSequence((data,))
 
     def writeSequence(self, iovec: Any) -> None:
-        if not self._sent_at_once(iovec):
-            super().writeSequence(iovec)
+        if self._gathered is not None:
+            self._gathered.extend(iovec)
+        elif self._idle():
+            self._gathered = list(iovec)
+            asyncio.get_running_loop().call_soon(self._send_gathered)
+        else:
+            super().writeSequence(iovec)  # type: ignore[no-untyped-call]
 
-    def _sent_at_once(self, iovec: Any) -> bool:
-        """True when `iovec` was sent, or its unsent rest queued; False when nothing was sent
-        (the caller queues it)."""
-        if (
-            self.TLS
-            or not self.connected
-            or self.disconnecting
-            or self._writeDisconnected
-            or self._tempDataLen
-            or self.offset < len(self.dataBuffer)
-        ):
-            return False
-        data = b"".join(iovec)
+    def loseConnection(self) -> None:
+        self._queue_gathered()
+        super().loseConnection()  # type: ignore[no-untyped-call]
+
+    def loseWriteConnection(self) -> None:
+        self._queue_gathered()
+        super().loseWriteConnection()  # type: ignore[no-untyped-call]
+
+    def _idle(self) -> bool:
+        """Connected, not closing, not TLS, and nothing queued."""
+        return bool(
+            self.connected
+            and not self.TLS
+            and not self.disconnecting
+            and not self._writeDisconnected
+            and not self._writeDisconnecting
+            and not self._tempDataLen
+            and self.offset >= len(self.dataBuffer)
+        )
+
+    def _queue_gathered(self) -> None:
+        gathered, self._gathered = self._gathered, None
+        if gathered:
+            super().writeSequence(gathered)  # type: ignore[no-untyped-call]
+
+    def _send_gathered(self) -> None:
+        if self._gathered is None:  # handed to Twisted's queue meanwhile
+            return
+        if not self._idle():
+            self._queue_gathered()
+            return
+        data = b"".join(self._gathered)
+        self._gathered = None
         try:
             sent = self.socket.send(data)
         except OSError:  # full, or broken: the queued write finds out, as it would have
-            return False
-        if sent == len(data):
-            return True
-        super().write(data[sent:])
-        return True
+            sent = 0
+        if sent < len(data):
+            super().writeSequence([data[sent:]])  # type: ignore[no-untyped-call]
 
 
 class BodyLimitedHTTPFactory(HTTPFactory):  # type: ignore[misc]

@@ -26,6 +26,23 @@ def test_encode_omits_absent_optional_keys_instead_of_null():
     }
 
 
+class Written:
+    """A `write` for `p.pump` that keeps every write, and can hold one until released."""
+
+    def __init__(self, hold_after: int | None = None):
+        self.parts: list[bytes] = []
+        self.hold_after = hold_after
+        self.release = asyncio.Event()
+
+    async def __call__(self, data: bytes) -> None:
+        if self.hold_after is not None and len(self.parts) >= self.hold_after:
+            await self.release.wait()  # a client that stopped reading
+        self.parts.append(data)
+
+    def joined(self) -> bytes:
+        return b"".join(self.parts)
+
+
 async def collect(events, limits=LIMITS, safe_error=lambda e: "safe text"):
     async def source():
         for e in events:
@@ -34,12 +51,11 @@ async def collect(events, limits=LIMITS, safe_error=lambda e: "safe text"):
             if isinstance(e, float):
                 await asyncio.sleep(e)
                 continue
-            yield e
+            yield [e]
 
-    out = [
-        b async for b in p.stream(source(), limits=limits, message_id="m1", safe_error=safe_error)
-    ]
-    return b"".join(out)
+    written = Written()
+    await p.pump(source(), written, limits=limits, message_id="m1", safe_error=safe_error)
+    return written.joined()
 
 
 async def test_stream_ends_with_done():
@@ -137,18 +153,20 @@ async def test_stream_close_cancels_and_closes_producer():
 
     async def source():
         try:
-            yield p.Start("m1")
+            yield [p.Start("m1")]
             await asyncio.sleep(30)
         finally:
             closed.set()
 
-    stream = p.stream(source(), limits=LIMITS, message_id="m1", safe_error=str)
-    assert b"start" in await anext(stream)
-    consumer = asyncio.ensure_future(anext(stream))
+    written = Written()
+    pumping = asyncio.ensure_future(
+        p.pump(source(), written, limits=LIMITS, message_id="m1", safe_error=str)
+    )
     await asyncio.sleep(0.05)
-    consumer.cancel()
+    assert b"start" in written.joined()
+    pumping.cancel()  # the client left
     with pytest.raises(asyncio.CancelledError):
-        await consumer
+        await pumping
     await asyncio.wait_for(closed.wait(), 1)
 
 
@@ -158,22 +176,20 @@ async def test_stream_ends_cleanly_when_the_server_drains():
     drain_at = time.monotonic() + 0.2
 
     async def source():
-        yield p.Start("m1")
-        yield p.StartStep()
-        yield p.TextStart("t1")
+        yield [p.Start("m1")]
+        yield [p.StartStep(), p.TextStart("t1")]
         await asyncio.sleep(5)
 
-    chunks = [
-        chunk
-        async for chunk in p.stream(
-            source(),
-            limits=LIMITS,
-            message_id="m1",
-            safe_error=lambda e: type(e).__name__,
-            drain_deadline=lambda: drain_at,
-        )
-    ]
-    events = parse_sse(b"".join(chunks))
+    written = Written()
+    await p.pump(
+        source(),
+        written,
+        limits=LIMITS,
+        message_id="m1",
+        safe_error=lambda e: type(e).__name__,
+        drain_deadline=lambda: drain_at,
+    )
+    events = parse_sse(written.joined())
     assert events[-5:] == [
         {"type": "text-end", "id": "t1"},
         {"type": "finish-step"},
@@ -189,21 +205,52 @@ async def test_stream_keepalives_follow_their_interval_below_a_second():
     assert 4 <= raw.count(b": keep-alive\n\n") <= 6
 
 
-async def test_stream_disconnect_while_the_producer_waits_on_a_full_queue_is_a_cancellation():
+async def test_stream_disconnect_while_the_client_stopped_reading_is_a_cancellation():
     seen = []
 
     async def events():
         try:
-            yield p.Start("m1")
+            yield [p.Start("m1")]
             for _ in range(1000):
-                yield p.StartStep()
+                yield [p.StartStep()]
         except BaseException as error:
             seen.append(type(error))
             raise
 
-    stream = p.stream(events(), limits=LIMITS, message_id="m1", safe_error=str)
-    await anext(stream)
-    await asyncio.sleep(0.05)  # the producer fills the queue and waits to put the next event
-    await stream.aclose()  # the client leaves
+    written = Written(hold_after=1)  # the first write goes out, the second never does
+    pumping = asyncio.ensure_future(
+        p.pump(events(), written, limits=LIMITS, message_id="m1", safe_error=str)
+    )
+    await asyncio.sleep(0.05)  # the producer waits at a `yield` while the write waits
+    pumping.cancel()  # the client leaves
+    with pytest.raises(asyncio.CancelledError):
+        await pumping
     # The producer learns why it ended (a disconnect, counted as one), not a bare close.
     assert seen == [asyncio.CancelledError]
+
+
+async def test_stream_writes_each_batch_at_once_and_finish_with_done():
+    async def events():
+        yield [p.Start("m1"), p.StartStep()]
+        yield [p.TextStart("t1"), p.TextDelta("t1", "a"), p.TextDelta("t1", "b")]
+        yield [p.TextEnd("t1"), p.FinishStep(), p.Finish("stop")]
+
+    written = Written()
+    await p.pump(events(), written, limits=LIMITS, message_id="m1", safe_error=str)
+    assert [len(parse_sse(part)) for part in written.parts] == [2, 3, 4]
+    assert written.parts[-1].endswith(b"data: [DONE]\n\n")
+
+
+async def test_stream_producer_ending_without_finish_is_an_error():
+    async def events():
+        yield [p.Start("m1"), p.StartStep(), p.TextStart("t1"), p.TextDelta("t1", "a")]
+
+    written = Written()
+    await p.pump(events(), written, limits=LIMITS, message_id="m1", safe_error=lambda e: "cut")
+    assert parse_sse(written.joined())[-5:] == [
+        {"type": "text-end", "id": "t1"},
+        {"type": "finish-step"},
+        {"type": "error", "errorText": "cut"},
+        {"type": "finish", "finishReason": "error"},
+        "[DONE]",
+    ]
