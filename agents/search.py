@@ -4,7 +4,6 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Q
 
@@ -44,6 +43,14 @@ def _result(note: Note, snippet: str, score: float) -> dict[str, Any]:
 
 
 def _postgres_search(query: str, limit: int) -> list[dict[str, Any]]:
+    # Imported here: it loads psycopg, which the embedded SQLite default does without.
+    from django.contrib.postgres.search import (
+        SearchHeadline,
+        SearchQuery,
+        SearchRank,
+        SearchVector,
+    )
+
     vector = (
         SearchVector("title", weight="A", config=CONFIG)
         + SearchVector("tags", weight="B", config=CONFIG)

@@ -34,7 +34,7 @@ SAMPLE_CHART = {
 
 class MockTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = orjson.loads(request.content or b"{}")
+        body = orjson.loads(await request.aread() or b"{}")
         if not body.get("stream"):
             completion = _completion(body, _last_text(body.get("messages", [])))
             return httpx.Response(200, json=completion)

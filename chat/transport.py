@@ -48,7 +48,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 request.method,
                 str(request.url),
                 headers=request.headers.multi_items(),
-                data=await request.aread(),
+                data=b"".join([part async for part in request.stream]),  # type: ignore[union-attr]
                 timeout=timeout,
                 allow_redirects=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),

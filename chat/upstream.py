@@ -100,6 +100,7 @@ class ProviderClient:
         self.provider = provider
         self.url = httpx.URL(f"{provider.base_url}/chat/completions")
         self.headers = [
+            (b"host", self.url.netloc),  # a request given its stream is not given a Host
             (b"authorization", b"Bearer " + provider.api_key.encode()),
             (b"content-type", b"application/json"),
             (b"user-agent", USER_AGENT),
@@ -118,7 +119,11 @@ class ProviderClient:
         content = orjson.dumps(body)
         headers = [*self.headers, (b"content-length", str(len(content)).encode())]
         request = httpx.Request(
-            "POST", self.url, headers=headers, content=content, extensions={"timeout": self.timeout}
+            "POST",
+            self.url,
+            headers=headers,
+            stream=_SentOnce(content),
+            extensions={"timeout": self.timeout},
         )
         try:
             response = await self.transport.handle_async_request(request)
@@ -131,6 +136,18 @@ class ProviderClient:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+class _SentOnce(httpx.AsyncByteStream):
+    """A request body given up once sent: the request stays referenced by its response for
+    as long as the reply streams, and the body holds the whole conversation."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content, self._content = self._content, b""
+        yield content
 
 
 def _transport(provider: Provider) -> httpx.AsyncBaseTransport:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,6 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mamba_site import metrics
 from mamba_site.dependencies import database_state
@@ -82,7 +82,7 @@ async def db_call[T](
         metrics.database_calls.labels(name, "error").inc()
         database_state.failed(name, error, meanwhile=meanwhile)
         # No connection from the pool in time: refused or silent, the pool cannot tell.
-        no_connection = isinstance(error.__cause__, PoolTimeout)
+        no_connection = _pool_timed_out(error.__cause__)
         raise DatabaseUnavailable(type(error).__name__, timed_out=no_connection) from error
     metrics.database_calls.labels(name, "ok").inc()
     database_state.succeeded()
@@ -226,6 +226,13 @@ def _watched_execute(
         return execute(sql, params, many, context)
 
 
+def _pool_timed_out(error: BaseException | None) -> bool:
+    """Whether `error` is psycopg_pool's timeout (which is imported only with PostgreSQL: the
+    embedded SQLite default does without its memory)."""
+    pool = sys.modules.get("psycopg_pool")
+    return pool is not None and isinstance(error, pool.PoolTimeout)
+
+
 def pool_check(alias: str, connection: Any) -> None:
     """psycopg_pool's check of a connection before it is handed out, within a deadline: a
     connection broken by an outage is replaced instead of failing the request that gets it.
@@ -233,6 +240,8 @@ def pool_check(alias: str, connection: Any) -> None:
     One broken connection means the others idle in the pool are likely broken too (a server
     restart, a network cut): they are all replaced at once (`drain()`), else the pool would
     try them one by one, sleeping 1, 2, 4 s... between them."""
+    from psycopg_pool import ConnectionPool
+
     fd = _socket_of(connection)
     try:
         if fd is None:

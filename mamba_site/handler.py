@@ -27,6 +27,11 @@ type Send = Any
 FULL_CYCLE_PREFIXES = ("/admin/", "/static/")
 
 
+class RequestProcessed(Exception):
+    """Ends the request's task group once the response is sent (Django makes this class anew
+    for every request; one class is enough, and a class costs 1.5 KiB as long as a stream)."""
+
+
 class ApiASGIHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(FULL_CYCLE_PREFIXES):
@@ -50,15 +55,15 @@ class ApiASGIHandler(ASGIHandler):
                 error_response.close()
                 return
 
-            class RequestProcessed(Exception):
-                pass
-
             response = None
             try:
                 try:
                     async with asyncio.TaskGroup() as tasks:
                         tasks.create_task(self.listen_for_disconnect(receive))
                         response = await self.run_get_response(request)
+                        # The view has read the body: its copies need not live as long as
+                        # a stream does (a long conversation is megabytes).
+                        body_file.close()
                         await self.send_response(response, send)
                         raise RequestProcessed
                 except* (RequestProcessed, RequestAborted):
@@ -79,22 +84,23 @@ class ApiASGIHandler(ASGIHandler):
         if stream_to is None:
             await super().send_response(response, send)
             return
-        headers = [
-            (name.encode("ascii"), value.encode("latin1")) for name, value in response.items()
-        ]
-        headers += [
-            (b"Set-Cookie", cookie.OutputString().encode("ascii"))
-            for cookie in response.cookies.values()
-        ]
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
+        await send(_start_message(response))
 
         async def write(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})
 
         await stream_to(write)
         await send({"type": "http.response.body"})
+
+
+def _start_message(response: HttpResponseBase) -> dict[str, Any]:
+    """`http.response.start` for `response`, as Django's `send_response` makes it."""
+    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+    headers += [
+        (b"Set-Cookie", cookie.OutputString().encode("ascii"))
+        for cookie in response.cookies.values()
+    ]
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
 
 def get_api_asgi_application() -> ApiASGIHandler:
