@@ -6,10 +6,12 @@
 
 import ast
 import json
+import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -224,3 +226,28 @@ def start_server(command: list[str], env: dict[str, str], log_path: Path) -> Ser
     status, _ = server.get("/health/live")
     assert status == 200, server.log()
     return server
+
+
+@pytest.fixture
+def serve(deploy_database_url, fake_upstream, tmp_path):
+    """Start `python -m mamba_site.serve` with the given shutdown grace; killed at the end."""
+    servers = []
+
+    def start(grace_seconds, *options):
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "MAMBA_DATABASE_URL": deploy_database_url,
+            "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+            "MAMBA_OPENAI__API_KEY": "sk-fake",
+            "MAMBA_SERVER__SHUTDOWN_GRACE_SECONDS": str(grace_seconds),
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
+        server = start_server([*command, *options], env, tmp_path / f"serve-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

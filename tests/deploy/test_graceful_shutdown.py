@@ -1,42 +1,12 @@
 import json
-import os
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
 import httpx
-import pytest
-
-from tests.deploy.conftest import start_server
 
 CHAT_BODY = {"messages": [{"role": "user", "content": "drip:{n}"}]}  # n chunks 0.2 s apart
-
-
-@pytest.fixture
-def serve(deploy_database_url, fake_upstream, tmp_path):
-    """Start `python -m mamba_site.serve` with the given shutdown grace; killed at the end."""
-    servers = []
-
-    def start(grace_seconds, *options):
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "MAMBA_DATABASE_URL": deploy_database_url,
-            "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
-            "MAMBA_OPENAI__API_KEY": "sk-fake",
-            "MAMBA_SERVER__SHUTDOWN_GRACE_SECONDS": str(grace_seconds),
-            "PYTHONUNBUFFERED": "1",
-        }
-        command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
-        server = start_server([*command, *options], env, tmp_path / f"serve-{len(servers)}.log")
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def open_stream(client, server, chunks):

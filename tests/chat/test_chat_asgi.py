@@ -1,0 +1,105 @@
+"""The chat stream through the project's ASGI application, as daphne runs it: the body is
+written through the ASGI `send` by the stream itself, one message per batch of events."""
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from tests.chat.conftest import (
+    API_APPS,
+    UPSTREAM_URL,
+    chunk,
+    parse_sse,
+    streaming,
+    text_reply,
+    user,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, available_apps=API_APPS),
+    pytest.mark.usefixtures("main_agent"),
+]
+
+
+def chat_scope():
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/chat",
+        "raw_path": b"/chat",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def start_chat(text="Hi"):
+    from mamba_site.asgi import application
+
+    communicator = ApplicationCommunicator(application, chat_scope())
+    body = orjson.dumps({"messages": [user(text)]})
+    await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
+    return communicator
+
+
+async def test_chat_body_is_written_in_one_message_per_batch_of_events(respx_mock):
+    # The whole upstream reply arrives in one read: one batch of content events.
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("Hel", "lo", "!")))
+    communicator = await start_chat()
+    start = await communicator.receive_output(timeout=10)
+    assert start["type"] == "http.response.start"
+    assert start["status"] == 200
+    headers = dict(start["headers"])
+    assert headers[b"Content-Type"] == b"text/event-stream"
+    assert b"gateway;dur=" in headers[b"Server-Timing"]
+    messages = []
+    while True:
+        message = await communicator.receive_output(timeout=10)
+        messages.append(message)
+        if not message.get("more_body", False):
+            break
+    await communicator.wait(timeout=10)
+    assert messages[-1] == {"type": "http.response.body"}  # the end, as Django sends it
+    writes = [parse_sse(message["body"]) for message in messages[:-1]]
+    # Every message holds whole events; the three batches: the start, the read, the end.
+    assert [[e if e == "[DONE]" else e["type"] for e in write] for write in writes] == [
+        ["start", "start-step"],
+        ["text-start", "text-delta", "text-delta", "text-delta"],
+        ["text-end", "finish-step", "finish", "[DONE]"],
+    ]
+    assert "".join(e["delta"] for e in writes[1] if e["type"] == "text-delta") == "Hello!"
+
+
+async def test_chat_client_leaving_mid_stream_closes_the_upstream_and_ends_the_request(
+    respx_mock,
+):
+    closed = asyncio.Event()
+
+    class QuietBody(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b"data: " + orjson.dumps(chunk({"role": "assistant", "content": "one "}))
+            yield b"\n\n"
+            await asyncio.sleep(30)  # the model goes quiet
+            yield b""
+
+        async def aclose(self):
+            closed.set()
+
+    quiet = httpx.Response(200, stream=QuietBody(), headers={"content-type": "text/event-stream"})
+    respx_mock.post(UPSTREAM_URL).mock(return_value=quiet)
+    communicator = await start_chat()
+    assert (await communicator.receive_output(timeout=10))["type"] == "http.response.start"
+    seen = b""
+    while b"text-delta" not in seen:
+        seen += (await communicator.receive_output(timeout=10))["body"]
+    await communicator.send_input({"type": "http.disconnect"})
+    await asyncio.wait_for(closed.wait(), 2)
+    await communicator.wait(timeout=5)  # the application returned: nothing left running

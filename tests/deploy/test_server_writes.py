@@ -1,0 +1,121 @@
+"""What the server writes, as a client reads it: mamba_site.server sends each callback's
+writes at once while nothing is queued, and queues behind what a slow client has not taken."""
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+
+CHUNKS = 2000  # ~200 kB of SSE, read through a 4 kB receive window
+
+
+def test_a_client_that_stops_reading_still_gets_every_byte_in_order(serve):
+    server = serve(grace_seconds=10)
+    body = {"messages": [{"role": "user", "content": f"bench:{CHUNKS}"}]}
+    transport = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    with (
+        httpx.Client(timeout=30, transport=transport) as client,
+        client.stream("POST", server.url + "/chat", json=body) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        time.sleep(1.5)  # the server writes meanwhile, into full buffers
+        events = [line for line in lines if line]
+    assert events[-1] == "data: [DONE]"
+    parsed = [json.loads(line.removeprefix("data: ")) for line in events[:-1]]
+    deltas = [event for event in parsed if event["type"] == "text-delta"]
+    assert len(deltas) == CHUNKS
+    assert {event["delta"] for event in deltas} == {"token "}
+    assert parsed[-1]["type"] == "finish"
+    assert parsed[-1]["finishReason"] == "stop"
+
+
+class FakeReactor:
+    """What a Twisted connection asks of its reactor, noted instead of done."""
+
+    def __init__(self):
+        self.writers = set()
+        self.readers = set()
+
+    def addReader(self, reader):
+        self.readers.add(reader)
+
+    def removeReader(self, reader):
+        self.readers.discard(reader)
+
+    def addWriter(self, writer):
+        self.writers.add(writer)
+
+    def removeWriter(self, writer):
+        self.writers.discard(writer)
+
+
+def connection_pair():
+    """An `ImmediateWriteServer` on one end of a socket pair with a small send buffer."""
+    from twisted.internet.protocol import Protocol
+
+    from mamba_site.server import ImmediateWriteServer
+
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours.setblocking(False)
+    reactor = FakeReactor()
+    transport = ImmediateWriteServer(ours, Protocol(), ("127.0.0.1", 1), None, 1, reactor)
+    return transport, theirs, reactor
+
+
+def read_all(sock, timeout=0.2):
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while part := sock.recv(65536):
+            data += part
+    except TimeoutError:
+        pass
+    return data
+
+
+async def test_writes_of_one_callback_go_out_in_one_send_without_the_reactor():
+    transport, theirs, reactor = connection_pair()
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.writeSequence([b"5\r\n", b"hello", b"\r\n"])
+    transport.write(b"0\r\n\r\n")
+    await asyncio.sleep(0)  # the callback is over: the gathered writes are sent
+    assert read_all(theirs) == b"HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    assert not reactor.writers  # never asked to watch the socket for writing
+    theirs.close()
+
+
+async def test_what_a_full_socket_does_not_take_is_queued_and_later_writes_wait_behind_it():
+    transport, theirs, reactor = connection_pair()
+    parts = [bytes([65 + index % 26]) * 3000 for index in range(200)]  # 600 kB
+    expected = b"".join(parts)
+    for part in parts[:100]:
+        transport.write(part)
+    await asyncio.sleep(0)  # sent, until the socket is full; the rest is queued
+    assert reactor.writers == {transport}  # Twisted sends the rest when it is writable
+    for part in parts[100:]:
+        transport.write(part)  # behind the queue, never ahead of it
+        await asyncio.sleep(0)
+    received = b""
+    while len(received) < len(expected):
+        received += read_all(theirs, timeout=0.05)
+        transport.doWrite()  # what the reactor does once the socket takes more
+    assert received == expected
+    assert not reactor.writers  # all sent: no longer watched
+    theirs.close()
+
+
+async def test_closing_sends_what_was_gathered_first():
+    transport, theirs, _ = connection_pair()
+    transport.write(b"last words")
+    transport.loseConnection()  # before the gathered write was sent
+    assert transport.disconnecting
+    transport.doWrite()  # the reactor finds the socket writable: queued bytes, then close
+    await asyncio.sleep(0)
+    assert read_all(theirs) == b"last words"
+    theirs.close()
