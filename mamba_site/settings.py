@@ -255,6 +255,9 @@ LIMITS_STREAM_LEASE_SECONDS = env.float("LIMITS__STREAM_LEASE_SECONDS", default=
 # retried with backoff (up to the maximum interval) and flushed at shutdown.
 USAGE_BUFFER_RECORDS = env.int("USAGE__BUFFER_RECORDS", default=10_000)
 USAGE_RETRY_MAX_SECONDS = env.float("USAGE__RETRY_MAX_SECONDS", default=10.0)
+# Records are written this long after the first of them, with those that arrive meanwhile: one
+# transaction per moment, not per request (at low load, most of what a request cost).
+USAGE_WRITE_DELAY_SECONDS = env.float("USAGE__WRITE_DELAY_SECONDS", default=0.5)
 
 
 # Providers and model routes: a TOML file (a Kubernetes ConfigMap) naming several

@@ -58,6 +58,7 @@ class UsageOutbox:
         self._inflight: asyncio.Task[bool] | None = None
         self._wake: asyncio.Event | None = None
         self._hurry = False
+        self._gathering = False
         self._dropped_since_log = 0
         self._drop_logged_at = -math.inf
         metrics.usage_records_pending.set_function(lambda: len(self._records))
@@ -72,6 +73,8 @@ class UsageOutbox:
             return
         self._records.append(record)
         self._start_writer()
+        if self._gathering and len(self._records) >= BATCH_RECORDS and self._wake is not None:
+            self._wake.set()  # a whole batch is waiting: no reason to wait for more
 
     async def flush(self, deadline: float) -> int:
         """Write what is kept, trying again quickly until `deadline` (monotonic); returns how
@@ -118,6 +121,17 @@ class UsageOutbox:
         wake = self._wake = asyncio.Event()
         delay = FIRST_RETRY_SECONDS
         while self._records:
+            gather = settings.USAGE_WRITE_DELAY_SECONDS
+            if gather > 0 and not self._hurry and len(self._records) < BATCH_RECORDS:
+                # The records of the next moment go into the same transaction (flush() and a
+                # full batch do not wait).
+                wake.clear()
+                self._gathering = True
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), gather)
+                finally:
+                    self._gathering = False
             if await self._write_batch():
                 delay = FIRST_RETRY_SECONDS
                 continue
