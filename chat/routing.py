@@ -455,6 +455,11 @@ class Routers:
         """Forget the router (its health and clients): a reloaded configuration, or a test."""
         self._router = None
 
+    async def aclose(self) -> None:
+        """Close the router's connection pools made on this loop (shutdown, tests)."""
+        if self._router is not None:
+            await self._router.clients.aclose()
+
 
 routers = Routers()
 
@@ -462,4 +467,4 @@ routers = Routers()
 async def routers_close_at_shutdown(deadline: float, final: bool) -> None:
     """Close the router's connection pools once the last streams have ended."""
     if final:
-        await routers.get().clients.aclose()
+        await routers.aclose()

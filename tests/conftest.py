@@ -37,6 +37,9 @@ async def _background_work_done():
     yield
     # A usage write still running when the test's database is emptied would deadlock with it.
     await background_wait(10)
+    # Connection pools made on the test's loop close with it (aiohttp logs an ERROR for a
+    # session collected unclosed, whichever later test is running then).
+    await routers.aclose()
 
 
 def pytest_collection_modifyitems(config, items):
