@@ -153,6 +153,10 @@ class ImmediateWriteServer(tcp.Server):
         self._queue_gathered()
         super().loseWriteConnection()  # type: ignore[no-untyped-call]
 
+    def abortConnection(self) -> None:
+        self._gathered = None  # cut now: nothing more is sent
+        super().abortConnection()  # type: ignore[no-untyped-call]
+
     def _idle(self) -> bool:
         """Connected, not closing, not TLS, and nothing queued."""
         return bool(

@@ -52,6 +52,9 @@ class FakeReactor:
     def removeWriter(self, writer):
         self.writers.discard(writer)
 
+    def callLater(self, delay, call, *args):
+        asyncio.get_running_loop().call_later(delay, call, *args)
+
 
 def connection_pair():
     """An `ImmediateWriteServer` on one end of a socket pair with a small send buffer."""
@@ -118,4 +121,13 @@ async def test_closing_sends_what_was_gathered_first():
     transport.doWrite()  # the reactor finds the socket writable: queued bytes, then close
     await asyncio.sleep(0)
     assert read_all(theirs) == b"last words"
+    theirs.close()
+
+
+async def test_aborting_drops_what_was_gathered():
+    transport, theirs, _ = connection_pair()
+    transport.write(b"never sent")
+    transport.abortConnection()
+    await asyncio.sleep(0)
+    assert read_all(theirs) == b""
     theirs.close()
