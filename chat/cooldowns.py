@@ -20,14 +20,14 @@ import weakref
 from asyncio import AbstractEventLoop
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from mamba_site.providers import Target
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
 
 logger = logging.getLogger(__name__)
 
@@ -206,10 +206,15 @@ class RedisCooldowns(SharedCooldowns):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _client(self) -> redis.Redis:
+    def _client(self) -> "redis.Redis":
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            # Imported here: only a REDIS_URL brings redis-py in (6 MiB a process without it).
+            import redis.asyncio as redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
             client = self._clients[loop] = redis.Redis.from_url(
                 self.url,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,

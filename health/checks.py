@@ -9,18 +9,19 @@ from asyncio import AbstractEventLoop
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import redis.asyncio as redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from mamba_site.background import run_in_background
 from mamba_site.db import DatabaseUnavailable, db_call
-from mamba_site.redis_client import redis_pool
 from mamba_site.tables import tables_servable
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +161,17 @@ async def check_migrations(alias: str = DEFAULT_DB_ALIAS) -> ComponentResult:
 # few seconds reuses its connection instead of opening one. Keyed also by what it was made
 # from, so a changed setting (tests) gets a new client.
 type _RedisConfig = tuple[str, float]
-_redis_clients: weakref.WeakKeyDictionary[AbstractEventLoop, tuple[_RedisConfig, redis.Redis]] = (
+_redis_clients: weakref.WeakKeyDictionary[AbstractEventLoop, tuple[_RedisConfig, "redis.Redis"]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _redis_client() -> redis.Redis:
+def _redis_client() -> "redis.Redis":
+    # Imported here: only a REDIS_URL brings redis-py in (6 MiB a process without it).
+    import redis.asyncio as redis
+
+    from mamba_site.redis_client import redis_pool
+
     loop = asyncio.get_running_loop()
     config = (settings.REDIS_URL, settings.HEALTH_TIMEOUT_SECONDS)
     known = _redis_clients.get(loop)

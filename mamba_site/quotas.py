@@ -13,24 +13,26 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from django.conf import settings
 from limits import RateLimitItemPerDay, RateLimitItemPerSecond
 from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from redis.exceptions import RedisError
 
 from mamba_site import metrics
 from mamba_site.auth import Principal
 from mamba_site.dependencies import redis_state
 from mamba_site.errors import RateLimited, RateLimitUnavailable
 from mamba_site.leases import Lease, LeaseRenewer, LocalLeases, SharedLeases
-from mamba_site.redis_client import redis_pool
 
-# What a failing Redis raises: its errors, a socket's, and our own bound on a call.
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+# What a failing Redis raises: a socket's errors and our own bound on a call, and redis-py's
+# errors once a REDIS_URL brings it in (it is imported only then: 6 MiB a process without it).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
 LEASE_KEY_PREFIX = "mamba:leases:"
 
 
@@ -59,6 +61,13 @@ class _Quotas:
         self.shared_leases: SharedLeases | None = None
         self.pool: aioredis.ConnectionPool | None = None
         if url:
+            from redis.asyncio import Redis
+            from redis.exceptions import RedisError
+
+            from mamba_site.redis_client import redis_pool
+
+            global REDIS_ERRORS
+            REDIS_ERRORS = (RedisError, OSError, TimeoutError)
             self.pool = redis_pool(url)
             uri = "async+" + url if not url.startswith("async+") else url
             shared = storage_from_string(
@@ -68,7 +77,7 @@ class _Quotas:
             )
             assert isinstance(shared, Storage)
             self.shared = _Limiters.over(shared)
-            self.shared_leases = SharedLeases(aioredis.Redis(connection_pool=self.pool))
+            self.shared_leases = SharedLeases(Redis(connection_pool=self.pool))
         self.retry_at = 0.0  # after a failure: when Redis is asked again
         self.renewer = LeaseRenewer(self.renew, _renew_interval)
 
