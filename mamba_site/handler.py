@@ -62,8 +62,11 @@ class ApiASGIHandler(ASGIHandler):
                         tasks.create_task(self.listen_for_disconnect(receive))
                         response = await self.run_get_response(request)
                         # The view has read the body: its copies need not live as long as
-                        # a stream does (a long conversation is megabytes).
+                        # a stream does (a long conversation is megabytes): the file, and the
+                        # bytes Django keeps on the request, which the response refers to.
                         body_file.close()
+                        request.__dict__.pop("_body", None)
+                        request.__dict__.pop("_stream", None)
                         await self.send_response(response, send)
                         raise RequestProcessed
                 except* (RequestProcessed, RequestAborted):

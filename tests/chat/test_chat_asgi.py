@@ -103,3 +103,27 @@ async def test_chat_client_leaving_mid_stream_closes_the_upstream_and_ends_the_r
     await communicator.send_input({"type": "http.disconnect"})
     await asyncio.wait_for(closed.wait(), 2)
     await communicator.wait(timeout=5)  # the application returned: nothing left running
+
+
+async def test_chat_request_body_is_released_while_the_stream_runs(respx_mock, monkeypatch):
+    from mamba_site.handler import ApiASGIHandler
+
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("ok")))
+    seen = []
+    send_response = ApiASGIHandler.send_response
+
+    async def noting(self, response, send):
+        # The request, as the response refers to it (Django closes it with the response).
+        requests = [closer.__self__ for closer in response._resource_closers]
+        seen.append([request for request in requests if hasattr(request, "META")])
+        await send_response(self, response, send)
+
+    monkeypatch.setattr(ApiASGIHandler, "send_response", noting)
+    communicator = await start_chat("x " * 50_000)  # a long conversation: 100 kB
+    assert (await communicator.receive_output(timeout=10))["status"] == 200
+    while (await communicator.receive_output(timeout=10)).get("more_body", False):
+        pass
+    await communicator.wait(timeout=10)
+    [[request]] = seen
+    assert "_body" not in request.__dict__  # not kept for as long as the stream runs
+    assert "_stream" not in request.__dict__
