@@ -67,6 +67,10 @@ class TargetHealth:
         return "healthy" if self.failures_in_row == 0 else "failing"
 
 
+# Client-chosen (passthrough) targets whose health this process keeps, at most.
+PASSTHROUGH_HEALTH_ENTRIES = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Opened:
     """A stream a target accepted."""
@@ -113,6 +117,7 @@ class Router:
         self._declared = tuple(
             dict.fromkeys(t for route in config.models.values() for t in route.targets)
         )
+        self._declared_set = frozenset(self._declared)
         # Metric labels: declared names as they are; client-chosen (passthrough) ones as "other".
         self._labelled = {t.model for t in self._declared}
         self._labelled |= {str(entry["id"]) for entry in config.catalog}
@@ -317,8 +322,24 @@ class Router:
     def _health(self, target: Target) -> TargetHealth:
         health = self.health.get(target)
         if health is None:
+            if target not in self._declared_set and target.provider != MOCK_PROVIDER:
+                self._forget_passthrough()
             health = self.health[target] = TargetHealth(target)
         return health
+
+    def _forget_passthrough(self) -> None:
+        """Keep at most `PASSTHROUGH_HEALTH_ENTRIES` client-chosen (passthrough) targets: each
+        new model name a client makes up would otherwise stay for the life of the process.
+        The oldest one that is not resting goes first (the oldest of all when every one is)."""
+        others = [
+            t for t in self.health if t not in self._declared_set and t.provider != MOCK_PROVIDER
+        ]
+        if len(others) < PASSTHROUGH_HEALTH_ENTRIES:
+            return
+        now = self.clock()
+        resting = [t for t in others if self.health[t].cooled_until > now]
+        idle = [t for t in others if t not in resting]
+        del self.health[(idle or resting)[0]]
 
     def _count_request(self, target: Target) -> None:
         self._health(target).requests += 1
