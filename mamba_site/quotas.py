@@ -30,9 +30,6 @@ from mamba_site.leases import Lease, LeaseRenewer, LocalLeases, SharedLeases
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-# What a failing Redis raises: a socket's errors and our own bound on a call, and redis-py's
-# errors once a REDIS_URL brings it in (it is imported only then: 6 MiB a process without it).
-REDIS_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
 LEASE_KEY_PREFIX = "mamba:leases:"
 
 
@@ -60,14 +57,16 @@ class _Quotas:
         self.shared: _Limiters | None = None
         self.shared_leases: SharedLeases | None = None
         self.pool: aioredis.ConnectionPool | None = None
+        # What a failing Redis raises: a socket's errors, our own bound on a call, and with a
+        # REDIS_URL redis-py's (imported only then: 6 MiB a process without it).
+        self.errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
         if url:
             from redis.asyncio import Redis
             from redis.exceptions import RedisError
 
             from mamba_site.redis_client import redis_pool
 
-            global REDIS_ERRORS
-            REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+            self.errors = (RedisError, OSError, TimeoutError)
             self.pool = redis_pool(url)
             uri = "async+" + url if not url.startswith("async+") else url
             shared = storage_from_string(
@@ -92,11 +91,11 @@ class _Quotas:
         return True
 
     async def ask[T](self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """`call()` against Redis, bounded; raises one of `REDIS_ERRORS` (noted) on failure."""
+        """`call()` against Redis, bounded; raises one of `errors` (noted) on failure."""
         try:
             async with asyncio.timeout(settings.REDIS_TIMEOUT_SECONDS * 2):
                 result = await call()
-        except REDIS_ERRORS as error:
+        except self.errors as error:
             self.retry_at = time.monotonic() + settings.REDIS_RETRY_SECONDS
             redis_state.failed(operation, error, meanwhile=_meanwhile())
             raise
@@ -115,7 +114,7 @@ class _Quotas:
         if self.redis_due():
             try:
                 return await self.ask(limit, lambda: counting(shared))
-            except REDIS_ERRORS:
+            except self.errors:
                 pass
         return await self._fallback(limit, lambda: counting(self.local), check=check)
 
@@ -137,7 +136,7 @@ class _Quotas:
                 return await self.ask(
                     "concurrent_streams", lambda: leases.acquire(key, limit, seconds)
                 )
-            except REDIS_ERRORS:
+            except self.errors:
                 pass
         if leases is None:
             return self.local_leases.acquire(key, limit, seconds)
@@ -154,7 +153,7 @@ class _Quotas:
             self.local_leases.release(lease)
         elif self.redis_due():
             # On failure (noted) the lease is no longer renewed: it expires by itself.
-            with contextlib.suppress(*REDIS_ERRORS):
+            with contextlib.suppress(*self.errors):
                 await self.ask("release", lambda: leases.release(lease))
 
     async def renew(self, live: list[Lease]) -> None:
@@ -166,7 +165,7 @@ class _Quotas:
         leases = self.shared_leases
         if shared and leases is not None and self.redis_due():
             # On failure (noted) the leases expire unless a later renewal reaches Redis in time.
-            with contextlib.suppress(*REDIS_ERRORS):
+            with contextlib.suppress(*self.errors):
                 await self.ask("renew", lambda: leases.renew(shared, seconds))
 
     def stop(self) -> None:
