@@ -337,9 +337,8 @@ class Router:
         if len(others) < PASSTHROUGH_HEALTH_ENTRIES:
             return
         now = self.clock()
-        resting = [t for t in others if self.health[t].cooled_until > now]
-        idle = [t for t in others if t not in resting]
-        del self.health[(idle or resting)[0]]
+        idle = (t for t in others if self.health[t].cooled_until <= now)
+        del self.health[next(idle, others[0])]
 
     def _count_request(self, target: Target) -> None:
         self._health(target).requests += 1

@@ -120,11 +120,12 @@ class UsageOutbox:
     async def _write_all(self) -> None:
         wake = self._wake = asyncio.Event()
         delay = FIRST_RETRY_SECONDS
+        retrying = False
         while self._records:
             gather = settings.USAGE_WRITE_DELAY_SECONDS
-            if gather > 0 and not self._hurry and len(self._records) < BATCH_RECORDS:
-                # The records of the next moment go into the same transaction (flush() and a
-                # full batch do not wait).
+            if gather > 0 and not (retrying or self._hurry) and len(self._records) < BATCH_RECORDS:
+                # The records of the next moment go into the same transaction (flush(), a full
+                # batch and a retry, which has waited already, do not wait).
                 wake.clear()
                 self._gathering = True
                 try:
@@ -132,7 +133,8 @@ class UsageOutbox:
                         await asyncio.wait_for(wake.wait(), gather)
                 finally:
                     self._gathering = False
-            if await self._write_batch():
+            retrying = not await self._write_batch()
+            if not retrying:
                 delay = FIRST_RETRY_SECONDS
                 continue
             wake.clear()
