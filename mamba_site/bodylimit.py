@@ -10,6 +10,7 @@
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from asgiref.typing import (
@@ -102,7 +103,11 @@ class BodyLimit:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] != "http":
+        extensions: Any = scope.get("extensions") or {}
+        server = extensions.get("mamba.server")
+        if scope["type"] != "http" or (
+            server is not None and server["max_body_bytes"] <= self.max_body_bytes
+        ):  # `mamba_site.server` has capped the body and checked its length already
             await self.app(scope, receive, send)
             return
         headers = list(scope["headers"])

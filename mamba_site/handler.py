@@ -7,16 +7,20 @@ it twice, though the API runs no sync code. The API's requests (everything but t
 static files) instead send both signals inline on the event loop, where their receivers find
 nothing to do (no database connection ever lives on the loop's thread), and close responses
 there too. The admin, whose views are sync, keeps Django's handling unchanged.
+
+Served by `mamba_site.server` (the scope's extension `mamba.server` holds the request's
+`Inbox`), no task listens for the client's disconnect while a response runs: the server
+cancels the handler's task when the client leaves before its response is complete.
 """
 
 import asyncio
 from contextlib import closing
-from typing import Any
+from typing import IO, Any
 
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix
 
 type Scope = dict[str, Any]
@@ -30,6 +34,45 @@ FULL_CYCLE_PREFIXES = ("/admin/", "/static/")
 class RequestProcessed(Exception):
     """Ends the request's task group once the response is sent (Django makes this class anew
     for every request; one class is enough, and a class costs 1.5 KiB as long as a stream)."""
+
+
+class Inbox:
+    """The application's receive queue in `mamba_site.server`, instead of daphne's
+    `asyncio.Queue` (four deques and an event: 3 KiB for as long as a stream runs). One
+    `get` at a time, as an ASGI application receives.
+
+    `client_left` is set by the server when the connection is lost before the response was
+    complete; it then cancels `watcher`, the task of a handler that asked to be told so."""
+
+    __slots__ = ("_messages", "_waiter", "client_left", "watcher")
+
+    def __init__(self) -> None:
+        self._messages: list[dict[str, Any]] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.client_left = False
+        self.watcher: asyncio.Task[Any] | None = None
+
+    def put_nowait(self, message: dict[str, Any]) -> None:
+        self._messages.append(message)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> dict[str, Any]:
+        while not self._messages:
+            if self._waiter is not None:
+                raise RuntimeError("receive() is already being awaited")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._messages.pop(0)
+
+    def leave(self) -> None:
+        """The client left before its response was complete."""
+        self.client_left = True
+        if self.watcher is not None:
+            self.watcher.cancel()
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -55,30 +98,57 @@ class ApiASGIHandler(ASGIHandler):
                 error_response.close()
                 return
 
-            response = None
-            try:
-                try:
-                    async with asyncio.TaskGroup() as tasks:
-                        tasks.create_task(self.listen_for_disconnect(receive))
-                        response = await self.run_get_response(request)
-                        # The view has read the body: its copies need not live as long as
-                        # a stream does (a long conversation is megabytes): the file, and the
-                        # bytes Django keeps on the request, which the response refers to.
-                        body_file.close()
-                        request.__dict__.pop("_body", None)
-                        request.__dict__.pop("_stream", None)
-                        await self.send_response(response, send)
-                        raise RequestProcessed
-                except* (RequestProcessed, RequestAborted):
-                    pass
-            except BaseExceptionGroup as group:
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+            inbox = scope.get("extensions", {}).get("mamba.server", {}).get("inbox")
+            if inbox is not None:
+                response = await self.respond_watched(inbox, request, body_file, send)
+            else:
+                response = await self.respond_listening(receive, request, body_file, send)
             if response is None:
                 signals.request_finished.send(sender=self.__class__)
             else:
                 response.close()
+
+    async def respond_watched(
+        self, inbox: Inbox, request: HttpRequest, body_file: IO[bytes], send: Send
+    ) -> HttpResponseBase | None:
+        """Run the view and send its response; the server cancels this if the client leaves
+        (then the response, if any, is returned as if it had been sent)."""
+        task = asyncio.current_task()
+        assert task is not None
+        response = None
+        inbox.watcher = task
+        try:
+            response = await self.run_get_response(request)
+            _release_body(request, body_file)
+            await self.send_response(response, send)
+        except asyncio.CancelledError:
+            if not inbox.client_left or task.uncancel() > 0:
+                raise
+        finally:
+            inbox.watcher = None
+        return response
+
+    async def respond_listening(
+        self, receive: Receive, request: HttpRequest, body_file: IO[bytes], send: Send
+    ) -> HttpResponseBase | None:
+        """Django's way, under any other server: a task listens for the client's disconnect
+        while the view runs and its response is sent."""
+        response = None
+        try:
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self.listen_for_disconnect(receive))
+                    response = await self.run_get_response(request)
+                    _release_body(request, body_file)
+                    await self.send_response(response, send)
+                    raise RequestProcessed
+            except* (RequestProcessed, RequestAborted):
+                pass
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        return response
 
     async def send_response(self, response: HttpResponseBase, send: Send) -> None:
         """Django's, except for a response that writes its own body (`stream_to`, the chat
@@ -94,6 +164,15 @@ class ApiASGIHandler(ASGIHandler):
 
         await stream_to(write)
         await send({"type": "http.response.body"})
+
+
+def _release_body(request: HttpRequest, body_file: IO[bytes]) -> None:
+    """The view has read the body: its copies need not live as long as a stream does (a long
+    conversation is megabytes): the file, and the bytes Django keeps on the request, which the
+    response refers to."""
+    body_file.close()
+    request.__dict__.pop("_body", None)
+    request.__dict__.pop("_stream", None)
 
 
 def _start_message(response: HttpResponseBase) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import os
 import signal
 import time
 import weakref
+from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -33,6 +34,7 @@ from twisted.internet import defer, reactor, tcp
 
 from mamba_site import lifecycle
 from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
+from mamba_site.handler import Inbox
 
 logger = logging.getLogger("mamba.serve")
 
@@ -116,6 +118,10 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         if self.linger is not None:
             self.linger.cancel()
         super().connectionLost(reason)
+        # Lost before the response was complete (a finished request is no longer the
+        # connection's): the client left. The handler's task is cancelled at once.
+        if isinstance(self.application_queue, Inbox) and not self.finished:
+            self.application_queue.leave()
 
 
 class ImmediateWriteServer(tcp.Server):
@@ -210,6 +216,24 @@ class DrainingServer(Server):  # type: ignore[misc]
         self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
         self.draining_since: float | None = None
         self.stopping = False
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Inbox | None:
+        """daphne's, with an `Inbox` as the application's receive queue. The scope says so
+        (the extension `mamba.server`), and that bodies are capped and Content-Length checked
+        here already (`mamba_site.bodylimit` need not count them again)."""
+        assert "application_instance" not in self.connections[protocol]
+        inbox = Inbox()
+        scope.setdefault("asgi", {"version": "3.0"})
+        scope["extensions"] = {
+            "mamba.server": {"inbox": inbox, "max_body_bytes": self.max_body_bytes}
+        }
+        instance = self.application(
+            scope=scope, receive=inbox.get, send=partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
+        return inbox
 
     def run(self) -> None:
         reactor.callWhenRunning(self._install_signal_handlers)

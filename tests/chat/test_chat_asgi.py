@@ -41,10 +41,10 @@ def chat_scope():
     }
 
 
-async def start_chat(text="Hi"):
+async def start_chat(text="Hi", scope=None):
     from mamba_site.asgi import application
 
-    communicator = ApplicationCommunicator(application, chat_scope())
+    communicator = ApplicationCommunicator(application, scope or chat_scope())
     body = orjson.dumps({"messages": [user(text)]})
     await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
     return communicator
@@ -78,9 +78,14 @@ async def test_chat_body_is_written_in_one_message_per_batch_of_events(respx_moc
     assert "".join(e["delta"] for e in writes[1] if e["type"] == "text-delta") == "Hello!"
 
 
+@pytest.mark.parametrize("server", ["any", "mamba"])
 async def test_chat_client_leaving_mid_stream_closes_the_upstream_and_ends_the_request(
-    respx_mock,
+    respx_mock, server
 ):
+    """Under any server a task listens for `http.disconnect`; under `mamba_site.server` (its
+    scope extension) nothing listens, and the server calls `Inbox.leave()` instead."""
+    from mamba_site.handler import Inbox
+
     closed = asyncio.Event()
 
     class QuietBody(httpx.AsyncByteStream):
@@ -95,14 +100,38 @@ async def test_chat_client_leaving_mid_stream_closes_the_upstream_and_ends_the_r
 
     quiet = httpx.Response(200, stream=QuietBody(), headers={"content-type": "text/event-stream"})
     respx_mock.post(UPSTREAM_URL).mock(return_value=quiet)
-    communicator = await start_chat()
+    scope, inbox = chat_scope(), Inbox()
+    if server == "mamba":
+        scope["extensions"] = {"mamba.server": {"inbox": inbox, "max_body_bytes": 1 << 20}}
+    communicator = await start_chat(scope=scope)
     assert (await communicator.receive_output(timeout=10))["type"] == "http.response.start"
     seen = b""
     while b"text-delta" not in seen:
         seen += (await communicator.receive_output(timeout=10))["body"]
-    await communicator.send_input({"type": "http.disconnect"})
+    if server == "mamba":
+        assert inbox.watcher is not None  # the handler's task, while the response runs
+        inbox.leave()
+    else:
+        await communicator.send_input({"type": "http.disconnect"})
     await asyncio.wait_for(closed.wait(), 2)
     await communicator.wait(timeout=5)  # the application returned: nothing left running
+    assert inbox.watcher is None
+
+
+async def test_chat_under_mamba_server_is_not_cancelled_once_its_response_is_whole(respx_mock):
+    from mamba_site.handler import Inbox
+
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("ok")))
+    scope, inbox = chat_scope(), Inbox()
+    scope["extensions"] = {"mamba.server": {"inbox": inbox, "max_body_bytes": 1 << 20}}
+    communicator = await start_chat(scope=scope)
+    assert (await communicator.receive_output(timeout=10))["status"] == 200
+    body = b""
+    while (message := await communicator.receive_output(timeout=10)).get("more_body", False):
+        body += message["body"]
+    await communicator.wait(timeout=5)
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert inbox.watcher is None  # a leave() now (the connection closing) cancels nothing
 
 
 async def test_chat_request_body_is_released_while_the_stream_runs(respx_mock, monkeypatch):

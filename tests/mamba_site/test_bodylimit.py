@@ -250,3 +250,23 @@ async def test_asgi_application_authenticates_a_body_within_the_limit(api_key_mo
     status, _headers, body = await asgi_request("/chat", json_headers(2), [b"{}"])
     assert status == 401
     assert body["code"] == "AUTH_REQUIRED"
+
+
+async def test_body_limit_leaves_bodies_to_mamba_server_when_it_caps_them_as_tightly():
+    app = FakeApp()
+    scope = http_scope([("content-length", "200")])
+    scope["extensions"] = {"mamba.server": {"inbox": None, "max_body_bytes": LIMIT}}
+    client = Client([b"x" * 200])  # what the server would never pass on: shows no second count
+    await BodyLimit(app, max_body_bytes=LIMIT)(scope, client.receive, client.send)
+    assert app.called
+    assert client.status == 200
+
+
+async def test_body_limit_counts_bodies_a_server_caps_more_loosely():
+    app = FakeApp()
+    scope = http_scope([("content-length", "200")])
+    scope["extensions"] = {"mamba.server": {"inbox": None, "max_body_bytes": LIMIT * 10}}
+    client = Client([b"x" * 200])
+    await BodyLimit(app, max_body_bytes=LIMIT)(scope, client.receive, client.send)
+    assert not app.called
+    assert client.status == 413
