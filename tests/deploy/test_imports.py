@@ -9,12 +9,11 @@ from tests.deploy.conftest import REPO_ROOT
 
 PROBE = """
 import asyncio, json, sys
-import uvloop
-asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-import mamba_site.server  # daphne and Twisted, as `python -m mamba_site.serve` loads them
+from mamba_site.serve import load_server
+load_server("uvloop")  # daphne and Twisted, as `python -m mamba_site.serve` loads them
 from daphne.utils import import_by_path
 import_by_path("mamba_site.asgi:application")
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+print(json.dumps(sorted({name.split(".")[0] for name, m in sys.modules.items() if m is not None})))
 """
 
 
@@ -48,3 +47,10 @@ def test_the_embedded_default_loads_neither_postgresql_nor_redis_drivers(tmp_pat
     assert "django" in modules
     assert "daphne" in modules
     assert not {"psycopg", "psycopg_pool", "redis"} & modules
+
+
+def test_the_server_does_not_load_twisted_tls(tmp_path):
+    """TLS ends at the ingress; Twisted's TLS (pyOpenSSL, service_identity) is never used."""
+    modules = loaded(tmp_path)
+    assert "twisted" in modules
+    assert not {"OpenSSL", "service_identity"} & modules
