@@ -21,6 +21,7 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import HttpRequest, HttpResponseBase
+from django.http.response import ResponseHeaders
 from django.urls import set_script_prefix
 
 type Scope = dict[str, Any]
@@ -158,6 +159,9 @@ class ApiASGIHandler(ASGIHandler):
             await super().send_response(response, send)
             return
         await send(_start_message(response))
+        # Sent: nothing reads Django's copy of the headers again, and a stream keeps its
+        # response for minutes.
+        response.headers = ResponseHeaders({})
 
         async def write(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})

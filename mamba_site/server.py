@@ -31,6 +31,7 @@ from daphne.server import Server
 from daphne.utils import import_by_path
 from django.conf import settings
 from twisted.internet import defer, reactor, tcp
+from twisted.web.http_headers import Headers
 
 from mamba_site import lifecycle
 from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
@@ -109,10 +110,19 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
             self.channel.loseConnection()
             return None
         result = super().process()
-        # daphne has queued the body for the application by now; this copy would otherwise
-        # live as long as the response (a stream may take minutes).
+        # daphne has queued the body for the application and copied the headers into its
+        # scope by now; these copies would otherwise live as long as the response (a stream
+        # may take minutes). Twisted reads the request's headers no more.
         self.content.close()
+        self.requestHeaders = Headers()
         return result
+
+    def write(self, data: bytes) -> None:
+        started = self.startedWriting
+        super().write(data)
+        if not started and self.startedWriting:
+            # The response's headers are written: Twisted reads them no more.
+            self.responseHeaders = Headers()
 
     def connectionLost(self, reason: Any) -> None:
         if self.linger is not None:

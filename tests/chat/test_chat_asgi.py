@@ -144,15 +144,19 @@ async def test_chat_request_body_is_released_while_the_stream_runs(respx_mock, m
     async def noting(self, response, send):
         # The request, as the response refers to it (Django closes it with the response).
         requests = [closer.__self__ for closer in response._resource_closers]
-        seen.append([request for request in requests if hasattr(request, "META")])
+        seen.append(([request for request in requests if hasattr(request, "META")], response))
         await send_response(self, response, send)
 
     monkeypatch.setattr(ApiASGIHandler, "send_response", noting)
     communicator = await start_chat("x " * 50_000)  # a long conversation: 100 kB
-    assert (await communicator.receive_output(timeout=10))["status"] == 200
+    start = await communicator.receive_output(timeout=10)
+    assert start["status"] == 200
     while (await communicator.receive_output(timeout=10)).get("more_body", False):
         pass
     await communicator.wait(timeout=10)
-    [[request]] = seen
+    [([request], response)] = seen
     assert "_body" not in request.__dict__  # not kept for as long as the stream runs
     assert "_stream" not in request.__dict__
+    # The headers went out with the start; the response kept for the stream no longer has them.
+    assert dict(start["headers"])[b"Content-Type"] == b"text/event-stream"
+    assert not response.headers

@@ -5,6 +5,7 @@ import asyncio
 import json
 import socket
 import time
+from types import SimpleNamespace
 
 import httpx
 
@@ -131,3 +132,25 @@ async def test_aborting_drops_what_was_gathered():
     await asyncio.sleep(0)
     assert read_all(theirs) == b""
     theirs.close()
+
+
+def test_the_request_does_not_keep_the_response_headers_once_written():
+    """A stream keeps its request for minutes: Twisted's copy of the response's headers goes
+    once they are written."""
+    from twisted.web.test.requesthelper import DummyChannel
+
+    from mamba_site.server import BodyLimitedRequest
+
+    channel = DummyChannel()
+    server = SimpleNamespace(max_body_bytes=1000, protocol_connected=lambda request: None)
+    channel.factory = SimpleNamespace(server=server)
+    request = BodyLimitedRequest(channel)
+    request.clientproto, request.method = b"HTTP/1.1", b"POST"
+    request.responseHeaders.setRawHeaders(b"x-custom", [b"yes"])
+    request.write(b"data: 1\n\n")
+    head = channel.transport.written.getvalue().lower()
+    assert b"x-custom: yes" in head
+    assert b"transfer-encoding: chunked" in head
+    assert not list(request.responseHeaders.getAllRawHeaders())
+    request.write(b"data: 2\n\n")  # later writes do not need them
+    assert channel.transport.written.getvalue().endswith(b"data: 2\n\n\r\n")
