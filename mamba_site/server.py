@@ -31,6 +31,8 @@ from daphne.server import Server
 from daphne.utils import import_by_path
 from django.conf import settings
 from twisted.internet import defer, reactor, tcp
+from twisted.web import http
+from twisted.web.http import NO_BODY_CODES
 from twisted.web.http_headers import Headers
 
 from mamba_site import lifecycle
@@ -117,11 +119,19 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         self.requestHeaders = Headers()
         return result
 
-    def write(self, data: bytes) -> None:
-        started = self.startedWriting
-        super().write(data)
-        if not started and self.startedWriting:
-            # The response's headers are written: Twisted reads them no more.
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        super().handle_reply(message)
+        if (
+            message["type"] == "http.response.start"
+            and not self.finished
+            and self.channel is not None
+            and self.method != b"HEAD"
+            and self.code not in NO_BODY_CODES
+        ):
+            # The head goes out now, not with the body's first part (in the same send when
+            # that part follows in the same loop callback): a stream waiting on its model does
+            # not keep the response's headers meanwhile, and the client knows its answer.
+            http.Request.write(self, b"")  # type: ignore[no-untyped-call]
             self.responseHeaders = Headers()
 
     def connectionLost(self, reason: Any) -> None:

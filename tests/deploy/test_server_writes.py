@@ -134,23 +134,38 @@ async def test_aborting_drops_what_was_gathered():
     theirs.close()
 
 
-def test_the_request_does_not_keep_the_response_headers_once_written():
-    """A stream keeps its request for minutes: Twisted's copy of the response's headers goes
-    once they are written."""
+def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
+    """A stream keeps its request for minutes, and may wait long on its model before the
+    first part of its body: the head goes out with the response's start, and Twisted's copy
+    of the headers goes with it."""
     from twisted.web.test.requesthelper import DummyChannel
 
     from mamba_site.server import BodyLimitedRequest
 
-    channel = DummyChannel()
-    server = SimpleNamespace(max_body_bytes=1000, protocol_connected=lambda request: None)
-    channel.factory = SimpleNamespace(server=server)
-    request = BodyLimitedRequest(channel)
-    request.clientproto, request.method = b"HTTP/1.1", b"POST"
-    request.responseHeaders.setRawHeaders(b"x-custom", [b"yes"])
-    request.write(b"data: 1\n\n")
-    head = channel.transport.written.getvalue().lower()
+    def request(method):
+        channel = DummyChannel()
+        server = SimpleNamespace(
+            max_body_bytes=1000, protocol_connected=lambda request: None, server_name=None
+        )
+        channel.factory = SimpleNamespace(server=server)
+        request = BodyLimitedRequest(channel)
+        request.clientproto, request.method = b"HTTP/1.1", method
+        start = {"type": "http.response.start", "status": 200, "headers": [(b"x-custom", b"yes")]}
+        request.handle_reply(start)
+        return request, channel.transport.written
+
+    streamed, written = request(b"POST")
+    head = written.getvalue().lower()
+    assert head.startswith(b"http/1.1 200 ok\r\n")
     assert b"x-custom: yes" in head
     assert b"transfer-encoding: chunked" in head
-    assert not list(request.responseHeaders.getAllRawHeaders())
-    request.write(b"data: 2\n\n")  # later writes do not need them
-    assert channel.transport.written.getvalue().endswith(b"data: 2\n\n\r\n")
+    assert not list(streamed.responseHeaders.getAllRawHeaders())
+    streamed.handle_reply({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    assert written.getvalue()[len(head) :] == b"9\r\ndata: 1\n\n\r\n"  # the part, chunked
+
+    # A HEAD answer keeps Twisted's way: the head with the first part, and no body.
+    headed, written = request(b"HEAD")
+    assert written.getvalue() == b""
+    headed.handle_reply({"type": "http.response.body", "body": b"ignored", "more_body": True})
+    assert b"x-custom: yes" in written.getvalue().lower()
+    assert b"ignored" not in written.getvalue()
