@@ -120,7 +120,7 @@ class ApiASGIHandler(ASGIHandler):
         inbox.watcher = task
         try:
             response = await self.run_get_response(request)
-            _release_body(request, body_file)
+            _release_copies(request, body_file)
             await self.send_response(response, send)
         except asyncio.CancelledError:
             if not inbox.client_left or task.uncancel() > 0:
@@ -140,7 +140,7 @@ class ApiASGIHandler(ASGIHandler):
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self.listen_for_disconnect(receive))
                     response = await self.run_get_response(request)
-                    _release_body(request, body_file)
+                    _release_copies(request, body_file)
                     await self.send_response(response, send)
                     raise RequestProcessed
             except* (RequestProcessed, RequestAborted):
@@ -170,13 +170,14 @@ class ApiASGIHandler(ASGIHandler):
         await send({"type": "http.response.body"})
 
 
-def _release_body(request: HttpRequest, body_file: IO[bytes]) -> None:
-    """The view has read the body: its copies need not live as long as a stream does (a long
-    conversation is megabytes): the file, and the bytes Django keeps on the request, which the
-    response refers to."""
+def _release_copies(request: HttpRequest, body_file: IO[bytes]) -> None:
+    """The view and the middleware are done with the request: what they read need not live
+    as long as a stream does (a long conversation is megabytes): the body's file, the bytes
+    Django keeps on the request (which the response refers to), and `request.headers`, a
+    second copy of the headers (made again if anything asks for it later)."""
     body_file.close()
-    request.__dict__.pop("_body", None)
-    request.__dict__.pop("_stream", None)
+    for cached in ("_body", "_stream", "headers"):
+        request.__dict__.pop(cached, None)
 
 
 def _start_message(response: HttpResponseBase) -> dict[str, Any]:

@@ -157,6 +157,8 @@ async def test_chat_request_body_is_released_while_the_stream_runs(respx_mock, m
     [([request], response)] = seen
     assert "_body" not in request.__dict__  # not kept for as long as the stream runs
     assert "_stream" not in request.__dict__
+    assert "headers" not in request.__dict__  # the copy the middleware read
+    assert request.headers["Content-Type"] == "application/json"  # made again when asked
     # The headers went out with the start; the response kept for the stream no longer has them.
     assert dict(start["headers"])[b"Content-Type"] == b"text/event-stream"
     assert not response.headers
