@@ -62,8 +62,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),
-            stream=_Body(response, request),
-            request=request,
+            stream=_Body(response),
             extensions={"http_version": b"HTTP/1.1"},
         )
 
@@ -74,9 +73,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    """The response's body. Neither it nor the response keeps the request (its headers, the
+    provider's key among them) for as long as a stream runs: its errors name none."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
-        self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
@@ -84,14 +85,14 @@ class _Body(httpx.AsyncByteStream):
             while data := await content.readany():
                 yield data
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
-            raise httpx.ReadTimeout("Timed out reading", request=self._request) from error
+            raise httpx.ReadTimeout("Timed out reading") from error
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as error:
             # aiohttp raises a broken body's error before the bytes that came just ahead of
             # the break; the reply shown must keep them (its end is reported as broken).
             rest = content._read_nowait(-1) if content._buffer else b""
             if rest:
                 yield rest
-            raise httpx.ReadError(str(error), request=self._request) from error
+            raise httpx.ReadError(str(error)) from error
 
     async def aclose(self) -> None:
         # A body read to its end gave its connection back already; one cut short closes it.

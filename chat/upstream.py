@@ -129,7 +129,6 @@ class ProviderClient:
             response = await self.transport.handle_async_request(request)
         except httpx.HTTPError as error:
             raise failure_of(error) from error
-        response.request = request
         if not response.is_success:
             raise await _status_failure(response, model=str(body.get("model", "")))
         return response

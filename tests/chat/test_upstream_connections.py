@@ -1,3 +1,4 @@
+import httpx
 import pytest
 
 from tests.chat.conftest import API_APPS, parse_sse, read_stream, user
@@ -27,3 +28,21 @@ async def test_upstream_connection_is_reused_across_streams(async_client, fake_u
     assert fake_upstream.completed == 3
     # The body was read to its end after [DONE], so one keep-alive connection served all.
     assert fake_upstream.connections == 1
+
+
+async def test_an_open_upstream_reply_does_not_keep_its_request(fake_upstream):
+    """A stream may run for minutes: the reply it reads does not keep the request (its
+    headers, its URL) meanwhile."""
+    from chat.upstream import ProviderClient
+    from mamba_site.providers import Provider
+
+    client = ProviderClient(Provider("fake", fake_upstream.base_url, "sk-fake"))
+    try:
+        body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        response = await client.post(body)
+        assert response.status_code == 200
+        assert response._request is None
+        assert not [v for v in vars(response.stream).values() if isinstance(v, httpx.Request)]
+        await response.aclose()
+    finally:
+        await client.aclose()
