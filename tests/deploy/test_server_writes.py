@@ -169,3 +169,18 @@ def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
     headed.handle_reply({"type": "http.response.body", "body": b"ignored", "more_body": True})
     assert b"x-custom: yes" in written.getvalue().lower()
     assert b"ignored" not in written.getvalue()
+
+
+def test_twisted_formats_no_access_line_of_its_own():
+    """Mamba's access log is `mamba.access`; Twisted's combined-format line went nowhere."""
+    from mamba_site.server import BodyLimitedHTTPFactory
+
+    factory = BodyLimitedHTTPFactory(SimpleNamespace())
+    formatted = []
+    factory._logFormatter = lambda timestamp, request: formatted.append(request) or ""
+    factory.startFactory()
+    try:
+        factory.log(SimpleNamespace())
+    finally:
+        factory.stopFactory()
+    assert formatted == []
