@@ -33,8 +33,14 @@ INTERRUPTED_TEXT = "The server is restarting; send your message again."
 
 
 def new_message_id() -> str:
-    """16 alphanumeric characters, like the AI SDK's generateId()."""
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(16))
+    """16 alphanumeric characters, like the AI SDK's generateId(), from one read of the
+    system's randomness (a `secrets.choice` per character was 16 system calls)."""
+    number = int.from_bytes(secrets.token_bytes(13))  # 104 bits: 62**16 is about 2**95.3
+    characters = []
+    for _ in range(16):
+        number, digit = divmod(number, len(ID_ALPHABET))
+        characters.append(ID_ALPHABET[digit])
+    return "".join(characters)
 
 
 def error_text(error: BaseException) -> str:

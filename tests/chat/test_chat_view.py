@@ -284,6 +284,16 @@ async def test_chat_new_message_id_is_sdk_shaped(async_client, respx_mock):
     assert message_id.isalnum()
 
 
+def test_new_message_ids_are_distinct_and_use_every_character_in_every_position():
+    from chat.steps import ID_ALPHABET, new_message_id
+
+    ids = [new_message_id() for _ in range(3000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(message_id) == 16 and message_id.isalnum() for message_id in ids)
+    for position in (0, 7, 15):  # the last draws on the random number's top bits
+        assert {message_id[position] for message_id in ids} == set(ID_ALPHABET)
+
+
 async def test_chat_accepts_original_simple_form(async_client, respx_mock):
     route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("x")))
     body = {"messages": [{"role": "user", "content": "hello"}], "model": "gpt-4o"}
