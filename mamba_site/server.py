@@ -119,6 +119,17 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         return result
 
     def handle_reply(self, message: dict[str, Any]) -> None:
+        if (
+            message["type"] == "http.response.body"
+            and message.get("more_body", False)
+            and self._response_started
+            and not self.finished
+            and self.channel is not None
+        ):
+            # A part of a streamed body, as daphne writes it, without its lookups through
+            # `twisted.web.http`'s deprecation proxy and its debug line: this is per chunk.
+            self.write(message.get("body", b""))
+            return
         super().handle_reply(message)
         if (
             message["type"] == "http.response.start"
@@ -157,6 +168,7 @@ class ImmediateWriteServer(tcp.Server):
     Twisted's queue, which sends them before it closes."""
 
     _gathered: list[bytes] | None = None
+    _host: Any = None
 
     def write(self, data: bytes) -> None:
         self.writeSequence((data,))
@@ -181,6 +193,13 @@ class ImmediateWriteServer(tcp.Server):
     def abortConnection(self) -> None:
         self._gathered = None  # cut now: nothing more is sent
         super().abortConnection()  # type: ignore[no-untyped-call]
+
+    def getHost(self) -> Any:
+        """This end's address, asked once per connection, not once per request (daphne asks
+        for every request, and each time Twisted asked the socket)."""
+        if self._host is None:
+            self._host = super().getHost()  # type: ignore[no-untyped-call]
+        return self._host
 
     def _idle(self) -> bool:
         """Connected, not closing, not TLS, and nothing queued."""

@@ -145,9 +145,13 @@ def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
     def request(method):
         channel = DummyChannel()
         server = SimpleNamespace(
-            max_body_bytes=1000, protocol_connected=lambda request: None, server_name=None
+            max_body_bytes=1000,
+            server_name=None,
+            protocol_connected=lambda request: None,
+            protocol_disconnected=lambda request: None,
+            log_action=lambda *details: None,
         )
-        channel.factory = SimpleNamespace(server=server)
+        channel.factory = SimpleNamespace(server=server, log=lambda request: None)
         request = BodyLimitedRequest(channel)
         request.clientproto, request.method = b"HTTP/1.1", method
         start = {"type": "http.response.start", "status": 200, "headers": [(b"x-custom", b"yes")]}
@@ -162,6 +166,9 @@ def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
     assert not list(streamed.responseHeaders.getAllRawHeaders())
     streamed.handle_reply({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
     assert written.getvalue()[len(head) :] == b"9\r\ndata: 1\n\n\r\n"  # the part, chunked
+    streamed.handle_reply({"type": "http.response.body", "body": b"data: 2\n\n"})
+    assert written.getvalue().endswith(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n")  # and the end
+    assert streamed.finished
 
     # A HEAD answer keeps Twisted's way: the head with the first part, and no body.
     headed, written = request(b"HEAD")
@@ -184,3 +191,23 @@ def test_twisted_formats_no_access_line_of_its_own():
     finally:
         factory.stopFactory()
     assert formatted == []
+
+
+async def test_the_connection_asks_its_socket_for_its_address_once():
+    from twisted.internet.protocol import Protocol
+
+    from mamba_site.server import ImmediateWriteServer
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        theirs = socket.create_connection(("127.0.0.1", port))
+        ours, _ = listening.accept()
+    transport = ImmediateWriteServer(ours, Protocol(), ("127.0.0.1", 1), None, 1, FakeReactor())
+    try:
+        first = transport.getHost()
+        assert first.port == port
+        transport.socket = None  # a second question to the socket would fail
+        assert transport.getHost() is first
+    finally:
+        ours.close()
+        theirs.close()
