@@ -181,6 +181,16 @@ def fake_upstream() -> Iterator[FakeUpstream]:
 # -- The server as a process -----------------------------------------------------------------
 
 
+def wait_until(predicate, timeout):
+    """Whether `predicate()` becomes true within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.deploy.conftest import wait_until
+
 CHAT_BODY = {"messages": [{"role": "user", "content": "drip:{n}"}]}  # n chunks 0.2 s apart
 
 
@@ -30,15 +32,6 @@ def refused(port):
     except ConnectionRefusedError:
         return True
     return False
-
-
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_sigterm_lets_the_active_stream_finish_and_refuses_new_connections(serve):

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.deploy.conftest import wait_until
 from tests.fake_upstream import FakeUpstream
 
 
@@ -34,15 +35,6 @@ def active_streams(server):
     assert status == 200
     [value] = re.findall(rb"^mamba_active_streams ([0-9.]+)$", body, re.MULTILINE)
     return float(value)
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @pytest.mark.parametrize(
