@@ -116,6 +116,8 @@ class ApiASGIHandler(ASGIHandler):
         (then the response, if any, is returned as if it had been sent)."""
         task = asyncio.current_task()
         assert task is not None
+        if inbox.client_left:  # before this task first ran: nothing is cancelled then
+            return None
         response = None
         inbox.watcher = task
         try:

@@ -162,3 +162,18 @@ async def test_chat_request_body_is_released_while_the_stream_runs(respx_mock, m
     # The headers went out with the start; the response kept for the stream no longer has them.
     assert dict(start["headers"])[b"Content-Type"] == b"text/event-stream"
     assert not response.headers
+
+
+async def test_chat_under_mamba_server_whose_client_left_before_it_ran_does_not_start(respx_mock):
+    """The connection may be lost between the request's arrival and the handler's first step:
+    no view runs, no upstream is called, the application returns."""
+    from mamba_site.handler import Inbox
+
+    route = respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("ok")))
+    scope, inbox = chat_scope(), Inbox()
+    scope["extensions"] = {"mamba.server": {"inbox": inbox, "max_body_bytes": 1 << 20}}
+    inbox.leave()
+    communicator = await start_chat(scope=scope)
+    await communicator.wait(timeout=5)
+    assert not route.called
+    assert await communicator.receive_nothing()
