@@ -8,8 +8,8 @@ Session fixtures start, once per test session:
   `<name>_e2e_<pid>` on the server of MAMBA_DATABASE_URL (as tests/settings.py resolves it),
   migrated (which seeds the agents) and dropped at the end; or MAMBA_E2E_DATABASE_URL as is
   (then only migrated, never dropped);
-- `python -m daphne mamba_site.asgi:application` on a free port, pointed at the fake upstream
-  and that database, with its log captured to a file the tests read.
+- `python -m mamba_site.serve` (daphne, as the image runs it) on a free port, pointed at the
+  fake upstream and that database, with its log captured to a file the tests read.
 
 A module that needs another fake or a differently configured service starts its own with
 `running_fake_upstream()` and `running_service(daphne_env(...), log_path)`.
@@ -288,16 +288,8 @@ def _start_daphne(
     port = _free_port()
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "mamba_site.asgi:application",
-            ],
+            # The image's server: daphne with Mamba's receive queue, writes, body cap, drain.
+            [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", str(port)],
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
