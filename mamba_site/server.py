@@ -264,7 +264,10 @@ class DrainingServer(Server):  # type: ignore[misc]
         """daphne's, with an `Inbox` as the application's receive queue. The scope says so
         (the extension `mamba.server`), and that bodies are capped and Content-Length checked
         here already (`mamba_site.bodylimit` need not count them again)."""
-        assert "application_instance" not in self.connections[protocol]
+        details = self.connections.get(protocol)
+        if details is None:  # gone meanwhile: no application (nor a coroutine never awaited)
+            return None
+        assert "application_instance" not in details
         inbox = Inbox()
         scope.setdefault("asgi", {"version": "3.0"})
         scope["extensions"] = {
@@ -273,9 +276,7 @@ class DrainingServer(Server):  # type: ignore[misc]
         instance = self.application(
             scope=scope, receive=inbox.get, send=partial(self.handle_reply, protocol)
         )
-        if protocol not in self.connections:
-            return None
-        self.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
+        details["application_instance"] = asyncio.ensure_future(instance)
         return inbox
 
     def run(self) -> None:
