@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from chat.ticker import ticker
+
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/event-stream"
@@ -327,6 +329,80 @@ CANCEL_REASONS = {StreamTimeout: TIMEOUT_CANCEL, StreamInterrupted: INTERRUPT_CA
 type Write = Callable[[bytes], Awaitable[None]]
 
 
+class _Pacer:
+    """A stream's clock on the loop's ticker: a keep-alive while the producer is silent
+    (written by a short task of its own: the stream's task waits on the producer), and the
+    stream's task cancelled when the idle or total limit, or the drain's deadline, is
+    reached. A write only notes that it happened; the ticker reads the time."""
+
+    __slots__ = (
+        "_ticker",
+        "deadline",
+        "drain_deadline",
+        "ended_by",
+        "idle_deadline",
+        "keepalive",
+        "last_write",
+        "limits",
+        "task",
+        "write",
+        "writing",
+        "wrote",
+    )
+
+    def __init__(
+        self,
+        task: asyncio.Task[Any],
+        write: Write,
+        limits: StreamLimits,
+        drain_deadline: Callable[[], float],
+    ) -> None:
+        self.task = task
+        self.write = write
+        self.limits = limits
+        self.drain_deadline = drain_deadline
+        now = time.monotonic()
+        self.deadline = now + limits.total_timeout_seconds
+        self.idle_deadline = now + limits.idle_timeout_seconds
+        self.last_write = now
+        self.wrote = False
+        self.writing = True
+        self.ended_by: type[StreamEnded] | None = None
+        self.keepalive: asyncio.Task[None] | None = None
+        self._ticker = ticker()
+        shortest = min(
+            limits.keepalive_seconds, limits.idle_timeout_seconds, limits.total_timeout_seconds
+        )
+        self._ticker.add(self, shortest)
+
+    def tick(self, now: float) -> None:
+        if self.wrote:
+            self.wrote = False
+            self.last_write = now
+            self.idle_deadline = now + self.limits.idle_timeout_seconds
+        if now >= self.drain_deadline():
+            self.ended_by = StreamInterrupted
+        elif now >= self.deadline or now >= self.idle_deadline:
+            self.ended_by = StreamTimeout
+        if self.ended_by is not None:
+            self.stop()
+            self.task.cancel(CANCEL_REASONS[self.ended_by])
+        elif now - self.last_write >= self.limits.keepalive_seconds and self.keepalive is None:
+            self.last_write = now
+            self.keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        try:
+            if self.writing:  # the stream may have ended since this was scheduled
+                await self.write(KEEPALIVE)
+        finally:
+            self.keepalive = None
+
+    def stop(self) -> None:
+        self.writing = False
+        self._ticker.discard(self)
+
+
 async def pump(
     events: AsyncGenerator[list[Event], None],
     write: Write,
@@ -339,53 +415,19 @@ async def pump(
     """Write `events` (batches, each written at once) as SSE through `write`, with keep-alive
     comments, timeouts and a clean error ending; returns once `[DONE]` is written.
 
-    Everything runs in the calling task: no task, queue or timer per event. One timer per
-    stream, re-armed when it fires, sends a keep-alive while the producer is silent (through
-    a short task of its own: the stream's task is waiting on the producer), and cancels the
-    stream's task when the idle or total limit (`StreamTimeout`) or the drain's deadline
-    (`StreamInterrupted`) is reached. An exception from the producer, or one of those limits,
-    ends the stream with the open blocks closed, one `error` chunk (text from `safe_error`),
-    `finish` and `[DONE]`. A cancellation from elsewhere (the client left) is re-raised once
-    the producer has been closed with it, so that it records why it ended.
+    Everything runs in the calling task: no task, queue or timer per event or per stream.
+    The stream's clock on the loop's ticker (`_Pacer`) sends keep-alives while the producer
+    is silent, and cancels the stream's task when the idle or total limit (`StreamTimeout`)
+    or the drain's deadline (`StreamInterrupted`) is reached. An exception from the
+    producer, or one of those limits, ends the stream with the open blocks closed, one
+    `error` chunk (text from `safe_error`), `finish` and `[DONE]`. A cancellation from
+    elsewhere (the client left) is re-raised once the producer has been closed with it, so
+    that it records why it ended.
     """
     task = asyncio.current_task()
     assert task is not None, "pump() runs in a task"
-    loop = asyncio.get_running_loop()
     ledger = _Ledger()
-    now = time.monotonic()
-    deadline = now + limits.total_timeout_seconds
-    idle_deadline = last_write = now
-    idle_deadline += limits.idle_timeout_seconds
-    ended_by: type[StreamEnded] | None = None
-    writing = True
-    keepalives: set[asyncio.Task[None]] = set()
-
-    ticker: asyncio.TimerHandle
-
-    async def keep_alive() -> None:
-        if writing:  # the stream may have ended since this was scheduled
-            await write(KEEPALIVE)
-
-    def wake() -> None:
-        nonlocal ticker, ended_by, last_write
-        now = time.monotonic()
-        if now >= drain_deadline():
-            ended_by = StreamInterrupted
-        elif now >= deadline or now >= idle_deadline:
-            ended_by = StreamTimeout
-        if ended_by is not None:
-            task.cancel(CANCEL_REASONS[ended_by])
-            return
-        if now - last_write >= limits.keepalive_seconds:
-            last_write = now
-            keepalive = loop.create_task(keep_alive())
-            keepalives.add(keepalive)
-            keepalive.add_done_callback(keepalives.discard)
-        due = min(last_write + limits.keepalive_seconds, idle_deadline, deadline)
-        # Not sooner than MIN_WAKE_SECONDS: a stream busy with events writes soon anyway.
-        ticker = loop.call_later(max(MIN_WAKE_SECONDS, min(due - now, WAKE_SECONDS)), wake)
-
-    ticker = loop.call_later(min(limits.keepalive_seconds, WAKE_SECONDS), wake)
+    pacer = _Pacer(task, write, limits, drain_deadline)
     waiting = False  # on the producer: an exception raised there has passed through it
     failure: BaseException | None = None
     try:
@@ -394,8 +436,8 @@ async def pump(
                 waiting = True
                 batch = await anext(events)
                 waiting = False
-                if ended_by is not None:  # the limit's cancellation was absorbed on the way
-                    raise asyncio.CancelledError(CANCEL_REASONS[ended_by])
+                if pacer.ended_by is not None:  # the limit's cancellation was absorbed
+                    raise asyncio.CancelledError(CANCEL_REASONS[pacer.ended_by])
                 out = []
                 for event in batch:
                     ledger.note(event)
@@ -405,17 +447,16 @@ async def pump(
                     with contextlib.suppress(StopAsyncIteration):
                         await anext(events)
                     out.append(DONE)
-                    writing = False
+                    pacer.stop()
                     await write(b"".join(out))
                     return
-                now = time.monotonic()
-                idle_deadline = now + limits.idle_timeout_seconds
-                last_write = now
+                pacer.wrote = True
                 await write(b"".join(out))
         except StopAsyncIteration:  # without `finish`: the reply is not whole
             failure = RuntimeError("The stream's producer ended without `finish`.")
         except asyncio.CancelledError as cancel:
-            ticker.cancel()
+            pacer.stop()
+            ended_by = pacer.ended_by
             if ended_by is None or task.uncancel() > 0:
                 if not waiting:  # it waits at a `yield`: hand it the cancellation
                     with contextlib.suppress(BaseException):
@@ -427,17 +468,10 @@ async def pump(
                     await events.athrow(asyncio.CancelledError(CANCEL_REASONS[ended_by]))
         except Exception as error:  # from the producer (or a bug here): ended below
             failure = error
-        ticker.cancel()
-        writing = False
+        pacer.stop()
         assert failure is not None
         closing = ledger.closing(safe_error(failure), message_id)
         await write(b"".join([*map(encode, closing), DONE]))
     finally:
-        ticker.cancel()
-        writing = False
+        pacer.stop()
         await events.aclose()
-
-
-# How often a silent stream looks at the clock: keep-alives and a drain that began meanwhile.
-WAKE_SECONDS = 1.0
-MIN_WAKE_SECONDS = 0.005
