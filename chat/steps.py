@@ -226,7 +226,7 @@ class StepLoop:
         first_token: float | None = None
         stream = opened.stream
         try:
-            async with Watch(self.policy.idle_seconds) as watch:
+            async with Watch(min(self.policy.idle_seconds, stream.silence)) as watch:
                 async for chunks in stream.chunks():
                     events = [event for chunk in chunks for event in translator.feed(chunk)]
                     if not events:

@@ -4,10 +4,11 @@ every request; at a few hundred streams that cost more than the streams)."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
 
 # Errors as httpx names them, so the SDK and `chat.upstream` see one kind of failure.
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError)
@@ -72,27 +73,60 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+class BodyReader(Protocol):
+    """A streamed reply's body: `read()` gives the bytes as they arrive, b"" at its end."""
+
+    async def read(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+# What a streaming reply's aiohttp response holds instead of headers nobody reads again.
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
 class _Body(httpx.AsyncByteStream):
-    """The response's body. Neither it nor the response keeps the request (its headers, the
-    provider's key among them) for as long as a stream runs: its errors name none."""
+    """The response's body, read by `read()` (iterated, for httpx's own reads). For as long
+    as a stream runs it keeps the aiohttp response for its body and its connection only: the
+    request's headers (the provider's key among them) and the response's (copied into
+    httpx's response by then) are let go, and its errors name neither."""
+
+    __slots__ = ("_failure", "_response")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        self._failure: httpx.ReadError | None = None
+        info = response._request_info
+        response._request_info = aiohttp.RequestInfo(
+            info.url, info.method, _NO_HEADERS, info.real_url
+        )
+        response._headers = _NO_HEADERS
+        response._raw_headers = ()
+        response._cache.clear()  # what its properties cached (`reify`)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def read(self) -> bytes:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         content = self._response.content
         try:
-            while data := await content.readany():
-                yield data
+            return await content.readany()
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise httpx.ReadTimeout("Timed out reading") from error
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as error:
+            failure = httpx.ReadError(str(error))
+            failure.__cause__ = error
             # aiohttp raises a broken body's error before the bytes that came just ahead of
             # the break; the reply shown must keep them (its end is reported as broken).
             rest = content._read_nowait(-1) if content._buffer else b""
             if rest:
-                yield rest
-            raise httpx.ReadError(str(error)) from error
+                self._failure = failure
+                return rest
+            raise failure from error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while data := await self.read():
+            yield data
 
     async def aclose(self) -> None:
         # A body read to its end gave its connection back already; one cut short closes it.
@@ -102,8 +136,25 @@ class _Body(httpx.AsyncByteStream):
             self._response.close()
 
 
-def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body's bytes as they arrive: from aiohttp directly when this transport made the
-    response (httpx's `aiter_raw` adds a generator and a re-chunking step to every read)."""
+class _RawBody:
+    """The body of a response from another transport (httpx's own, the mock's)."""
+
+    __slots__ = ("_parts", "_response")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._parts = response.aiter_raw()
+
+    async def read(self) -> bytes:
+        return await anext(self._parts, b"")
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def body_reader(response: httpx.Response) -> BodyReader:
+    """The body's bytes as they arrive, read one coroutine call at a time: from aiohttp
+    directly when this transport made the response (no httpx response kept, no generator
+    layer per read), else through httpx's `aiter_raw`."""
     stream = response.stream
-    return stream.__aiter__() if isinstance(stream, _Body) else response.aiter_raw()
+    return stream if isinstance(stream, _Body) else _RawBody(response)

@@ -8,6 +8,7 @@ through the openai SDK, building and sending a request cost more CPU than stream
 """
 
 import logging
+import math
 import re
 import weakref
 from asyncio import AbstractEventLoop, get_running_loop
@@ -20,7 +21,7 @@ import httpx
 import orjson
 
 from chat import mock
-from chat.transport import AiohttpTransport, raw_body
+from chat.transport import AiohttpTransport, BodyReader, body_reader
 from mamba_site.errors import (
     ApiError,
     InvalidRequest,
@@ -112,10 +113,14 @@ class ProviderClient:
             "write": provider.timeout_seconds,
             "pool": provider.timeout_seconds,
         }
+        # A stream's silence is watched by the step that reads it (`UpstreamStream.silence`),
+        # on the loop's ticker: no read timer re-armed by the connection on every chunk.
+        self.stream_timeout = self.timeout | {"read": None}
         self.transport = _transport(provider)
 
-    async def post(self, body: dict[str, Any]) -> httpx.Response:
-        """The response, its body unread; raises `UpstreamFailure` for any failure."""
+    async def post(self, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
+        """The response, its body unread; raises `UpstreamFailure` for any failure. A
+        `stream`'s body is read without a read timeout: its reader watches the silence."""
         content = orjson.dumps(body)
         headers = [*self.headers, (b"content-length", str(len(content)).encode())]
         request = httpx.Request(
@@ -123,7 +128,7 @@ class ProviderClient:
             self.url,
             headers=headers,
             stream=_SentOnce(content),
-            extensions={"timeout": self.timeout},
+            extensions={"timeout": self.stream_timeout if stream else self.timeout},
         )
         try:
             response = await self.transport.handle_async_request(request)
@@ -190,12 +195,15 @@ class UpstreamStream:
     process fell behind: the busier, the fewer trips through the layers above).
 
     `done` tells whether the provider ended with `[DONE]`: a stream that ends without it and
-    without a finish reason was cut off (the step loop decides, it sees the finish reason)."""
+    without a finish reason was cut off (the step loop decides, it sees the finish reason).
+    `silence` is the provider's longest pause within a reply (its `timeout_seconds`), which
+    its reader enforces."""
 
-    __slots__ = ("_after_done", "_response", "done")
+    __slots__ = ("_after_done", "_body", "done", "silence")
 
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+    def __init__(self, body: BodyReader, silence: float = math.inf) -> None:
+        self._body = body
+        self.silence = silence
         self.done = False
         self._after_done = 0
 
@@ -203,8 +211,9 @@ class UpstreamStream:
         # The body's bytes as they arrive, split into lines here and parsed with orjson: no
         # text decoding, no per-chunk pydantic model (requests ask for no compression).
         rest = b""
+        read = self._body.read
         try:
-            async for data in raw_body(self._response):
+            while data := await read():
                 lines = (rest + data).split(b"\n")
                 rest = lines.pop()
                 batch: list[dict[str, Any]] = []
@@ -261,18 +270,18 @@ class UpstreamStream:
         return chunk
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        await self._body.aclose()
 
 
 async def open_stream(client: ProviderClient, *, body: dict[str, Any]) -> UpstreamStream:
     """Start a streamed completion; raises `UpstreamFailure` before the first byte of content."""
-    response = await client.post(body)
+    response = await client.post(body, stream=True)
     content_type = response.headers.get("content-type", "")
     if not content_type.startswith("text/event-stream"):
         await _discard(response)
         logger.warning("Upstream answered 200 with %s instead of a stream", content_type[:40])
         raise UpstreamFailure("not_sse", ProviderError(NOT_A_STREAM_TEXT))
-    return UpstreamStream(response)
+    return UpstreamStream(body_reader(response), client.provider.timeout_seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,27 @@ async def test_routing_after_content_ends_truthfully_by_default(async_client, pa
         assert metrics.upstream_errors.labels("PROVIDER_ERROR")._value.get() == before + 1
 
 
+async def test_a_providers_silence_limit_ends_a_stalled_reply(
+    async_client, pair, tmp_path, settings
+):
+    """A provider's `timeout_seconds` is the longest pause within its reply, watched by the
+    stream's reader (not a read timer re-armed on every chunk): shorter than the chat's idle
+    limit, it is the one that ends a stalled reply."""
+    settings.CHAT_IDLE_TIMEOUT_SECONDS = 60
+    providers = PROVIDERS.replace(
+        "cooldown_seconds = 0.5\n", "cooldown_seconds = 0.5\ntimeout_seconds = 0.3\n"
+    )
+    path = tmp_path / "providers.toml"
+    path.write_text(providers.format(primary=pair.primary.base_url, backup=pair.backup.base_url))
+    settings.PROVIDERS_FILE = str(path)
+    pair.primary.set_fault("stall:2")
+    started = time.monotonic()
+    events = await chat(async_client)
+    assert_truthful_error(events, "The model took too long to answer.")
+    assert text_of(events) == "fault fault "
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize("fault", ["cut:2", "drop:2", "stall:2", "malformed:2"])
 async def test_routing_replays_the_step_with_reset_step_when_enabled(
     async_client, pair, settings, fault

@@ -1,3 +1,5 @@
+import gc
+
 import httpx
 import pytest
 
@@ -44,5 +46,34 @@ async def test_an_open_upstream_reply_does_not_keep_its_request(fake_upstream):
         assert response._request is None
         assert not [v for v in vars(response.stream).values() if isinstance(v, httpx.Request)]
         await response.aclose()
+    finally:
+        await client.aclose()
+
+
+async def test_an_open_stream_keeps_neither_headers_nor_the_httpx_response(fake_upstream):
+    """For as long as a stream runs it keeps the body and its connection: not the request's
+    headers (the provider's key among them), not the reply's, not httpx's response."""
+    from chat.upstream import ProviderClient, open_stream
+    from mamba_site.providers import Provider
+
+    client = ProviderClient(Provider("fake", fake_upstream.base_url, "sk-fake"))
+    try:
+        messages = [{"role": "user", "content": "drip:3"}]  # 3 chunks 0.2 s apart
+        stream = await open_stream(
+            client, body={"model": "gpt-4o", "stream": True, "messages": messages}
+        )
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        reply = stream._body._response  # aiohttp's
+        assert not reply.request_info.headers
+        assert not reply.headers
+        assert not reply.raw_headers
+        # Its silence is watched by the step reading it: no read timer per chunk.
+        assert stream.silence == client.provider.timeout_seconds
+        assert reply.connection.protocol._read_timeout is None
+        chunks = [chunk async for batch in stream.chunks() for chunk in batch]
+        assert len(chunks) >= 3
+        assert stream.done
+        await stream.aclose()
     finally:
         await client.aclose()
