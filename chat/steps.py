@@ -227,7 +227,7 @@ class StepLoop:
         stream = opened.stream
         try:
             async with Watch(min(self.policy.idle_seconds, stream.silence)) as watch:
-                async for chunks in stream.chunks():
+                while (chunks := await stream.batch()) is not None:
                     events = [event for chunk in chunks for event in translator.feed(chunk)]
                     if not events:
                         watch.touch()

@@ -190,66 +190,79 @@ class Clients:
 
 
 class UpstreamStream:
-    """An open streamed completion; `chunks()` yields the events' JSON objects, as many as
-    each read brought (a read is one chunk when they arrive one by one, several when the
-    process fell behind: the busier, the fewer trips through the layers above).
+    """An open streamed completion; `batch()` gives the events' JSON objects, as many as the
+    next read brought (a read is one chunk when they arrive one by one, several when the
+    process fell behind: the busier, the fewer trips through the layers above). A coroutine
+    call per read, no generator: it keeps its place in its own slots.
 
     `done` tells whether the provider ended with `[DONE]`: a stream that ends without it and
     without a finish reason was cut off (the step loop decides, it sees the finish reason).
     `silence` is the provider's longest pause within a reply (its `timeout_seconds`), which
     its reader enforces."""
 
-    __slots__ = ("_after_done", "_body", "done", "silence")
+    __slots__ = ("_after_done", "_body", "_ended", "_failure", "_rest", "done", "silence")
 
     def __init__(self, body: BodyReader, silence: float = math.inf) -> None:
         self._body = body
         self.silence = silence
         self.done = False
         self._after_done = 0
+        self._rest = b""
+        self._ended = False
+        self._failure: UpstreamFailure | None = None
 
-    async def chunks(self) -> AsyncIterator[list[dict[str, Any]]]:
+    async def batch(self) -> list[dict[str, Any]] | None:
+        """The chunks of the next read that brought any; None once the body has ended.
+        Raises `UpstreamFailure` (after the batch of what came before a bad event)."""
         # The body's bytes as they arrive, split into lines here and parsed with orjson: no
         # text decoding, no per-chunk pydantic model (requests ask for no compression).
-        rest = b""
-        read = self._body.read
-        try:
-            while data := await read():
-                lines = (rest + data).split(b"\n")
-                rest = lines.pop()
-                batch: list[dict[str, Any]] = []
-                failure: UpstreamFailure | None = None
-                for line in lines:
-                    if self.done:
-                        # Read the body to its end, so the connection goes back to the pool;
-                        # a server that keeps talking after [DONE] only costs that connection.
-                        self._after_done += 1
-                        if self._after_done > DRAIN_LINES:
-                            break
-                        continue
-                    if line.startswith(b"data:"):
-                        try:
-                            chunk = self._parse(line[5:].strip())
-                        except UpstreamFailure as bad:
-                            failure = bad
-                            break
-                        if chunk is not None:
-                            batch.append(chunk)
-                if batch:  # what came before a bad event is shown before the failure
-                    yield batch
-                if failure is not None:
-                    raise failure
-                if self._after_done > DRAIN_LINES:
-                    return
-            # A last line without its newline still counts.
-            if rest.startswith(b"data:") and not self.done:
-                chunk = self._parse(rest[5:].strip())
-                if chunk is not None:
-                    yield [chunk]
-        except httpx.HTTPError as error:
-            if isinstance(error, httpx.TimeoutException):
-                raise UpstreamFailure("timeout", UpstreamTimeout()) from error
-            logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
-            raise UpstreamFailure("broken", ProviderError(BROKEN_TEXT)) from error
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        while not self._ended:
+            try:
+                data = await self._body.read()
+            except httpx.HTTPError as error:
+                self._ended = True
+                if isinstance(error, httpx.TimeoutException):
+                    raise UpstreamFailure("timeout", UpstreamTimeout()) from error
+                logger.warning("Upstream connection broke mid-reply: %s", type(error).__name__)
+                raise UpstreamFailure("broken", ProviderError(BROKEN_TEXT)) from error
+            if not data:
+                self._ended = True
+                # A last line without its newline still counts.
+                rest = self._rest
+                if rest.startswith(b"data:") and not self.done:
+                    chunk = self._parse(rest[5:].strip())
+                    if chunk is not None:
+                        return [chunk]
+                return None
+            lines = (self._rest + data).split(b"\n")
+            self._rest = lines.pop()
+            batch: list[dict[str, Any]] = []
+            for line in lines:
+                if self.done:
+                    # Read the body to its end, so the connection goes back to the pool; a
+                    # server that keeps talking after [DONE] only costs that connection.
+                    self._after_done += 1
+                    if self._after_done > DRAIN_LINES:
+                        self._ended = True
+                        break
+                    continue
+                if line.startswith(b"data:"):
+                    try:
+                        chunk = self._parse(line[5:].strip())
+                    except UpstreamFailure as bad:
+                        self._ended = True
+                        if not batch:
+                            raise
+                        self._failure = bad  # what came before it is shown first
+                        break
+                    if chunk is not None:
+                        batch.append(chunk)
+            if batch:
+                return batch
+        return None
 
     def _parse(self, data: bytes) -> dict[str, Any] | None:
         """One event's JSON object; None for `[DONE]`; raises `UpstreamFailure`."""

@@ -1,4 +1,5 @@
 import gc
+import weakref
 
 import httpx
 import pytest
@@ -58,12 +59,21 @@ async def test_an_open_stream_keeps_neither_headers_nor_the_httpx_response(fake_
 
     client = ProviderClient(Provider("fake", fake_upstream.base_url, "sk-fake"))
     try:
+        made = []
+        handle = client.transport.handle_async_request
+
+        async def noted(request):
+            response = await handle(request)
+            made.append(weakref.ref(response))
+            return response
+
+        client.transport.handle_async_request = noted
         messages = [{"role": "user", "content": "drip:3"}]  # 3 chunks 0.2 s apart
         stream = await open_stream(
             client, body={"model": "gpt-4o", "stream": True, "messages": messages}
         )
         gc.collect()
-        assert not [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        assert made[0]() is None  # httpx's response
         reply = stream._body._response  # aiohttp's
         assert not reply.request_info.headers
         assert not reply.headers
@@ -71,7 +81,9 @@ async def test_an_open_stream_keeps_neither_headers_nor_the_httpx_response(fake_
         # Its silence is watched by the step reading it: no read timer per chunk.
         assert stream.silence == client.provider.timeout_seconds
         assert reply.connection.protocol._read_timeout is None
-        chunks = [chunk async for batch in stream.chunks() for chunk in batch]
+        chunks = []
+        while (batch := await stream.batch()) is not None:
+            chunks += batch
         assert len(chunks) >= 3
         assert stream.done
         await stream.aclose()
