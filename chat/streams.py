@@ -5,6 +5,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Self
 
 from django.http import StreamingHttpResponse
 
@@ -192,12 +193,31 @@ class ChatStream:
         )
 
 
+class _Parts:
+    """`ChatStream.body()`, begun on the first read: served by Mamba's handler the body is
+    written by `stream_to` and this is never read (nor is a generator made per stream)."""
+
+    __slots__ = ("_chat", "_parts")
+
+    def __init__(self, chat: ChatStream) -> None:
+        self._chat = chat
+        self._parts: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._parts is None:
+            self._parts = self._chat.body()
+        return await anext(self._parts)
+
+
 class ChatResponse(StreamingHttpResponse):
     """The SSE response of a `ChatStream`; closing it releases the stream even when its body
     was never read (the client left between the view's return and the first byte)."""
 
     def __init__(self, chat: ChatStream) -> None:
-        super().__init__(chat.body(), content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS)
+        super().__init__(_Parts(chat), content_type=protocol.CONTENT_TYPE, headers=protocol.HEADERS)
         self._chat = chat
         self._loop = asyncio.get_running_loop()
 
