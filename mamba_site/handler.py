@@ -101,7 +101,7 @@ class ApiASGIHandler(ASGIHandler):
 
             inbox = scope.get("extensions", {}).get("mamba.server", {}).get("inbox")
             if inbox is not None:
-                response = await self.respond_watched(inbox, request, body_file, send)
+                response = await self.respond_watched(inbox, scope, request, body_file, send)
             else:
                 response = await self.respond_listening(receive, request, body_file, send)
             if response is None:
@@ -110,7 +110,7 @@ class ApiASGIHandler(ASGIHandler):
                 response.close()
 
     async def respond_watched(
-        self, inbox: Inbox, request: HttpRequest, body_file: IO[bytes], send: Send
+        self, inbox: Inbox, scope: Scope, request: HttpRequest, body_file: IO[bytes], send: Send
     ) -> HttpResponseBase | None:
         """Run the view and send its response; the server cancels this if the client leaves
         (then the response, if any, is returned as if it had been sent)."""
@@ -123,6 +123,9 @@ class ApiASGIHandler(ASGIHandler):
         try:
             response = await self.run_get_response(request)
             _release_copies(request, body_file)
+            # The scope's headers are daphne's own list here, which nothing reads once
+            # Django has made `META` of them; a stream keeps its scope for minutes.
+            scope["headers"].clear()
             await self.send_response(response, send)
         except asyncio.CancelledError:
             if not inbox.client_left or task.uncancel() > 0:

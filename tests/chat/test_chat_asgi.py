@@ -134,6 +134,23 @@ async def test_chat_under_mamba_server_is_not_cancelled_once_its_response_is_who
     assert inbox.watcher is None  # a leave() now (the connection closing) cancels nothing
 
 
+async def test_chat_under_mamba_server_keeps_one_copy_of_the_request_headers(respx_mock):
+    """The server's list of the request's headers (the scope's) is emptied once the view has
+    answered: Django's `META` holds them, and a stream keeps its scope for minutes."""
+    from mamba_site.handler import Inbox
+
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("ok")))
+    scope, inbox = chat_scope(), Inbox()
+    scope["extensions"] = {"mamba.server": {"inbox": inbox, "max_body_bytes": 1 << 20}}
+    headers = scope["headers"]
+    communicator = await start_chat(scope=scope)
+    assert (await communicator.receive_output(timeout=10))["status"] == 200
+    assert headers == []
+    while (await communicator.receive_output(timeout=10)).get("more_body", False):
+        pass
+    await communicator.wait(timeout=5)
+
+
 async def test_chat_request_body_is_released_while_the_stream_runs(respx_mock, monkeypatch):
     from mamba_site.handler import ApiASGIHandler
 
