@@ -167,11 +167,13 @@ def _child_setup() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], env: dict[str, str], log_path: Path, root: Path = REPO_ROOT
+) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, *args],
-            cwd=REPO_ROOT,
+            cwd=root,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -240,16 +242,20 @@ def mamba_env(
     return settings | (overrides or {})
 
 
-def _manage(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`manage.py ARGS` with the bench's settings; output to `log_path`."""
-    return _spawn(["manage.py", *args], env, log_path)
+def _manage(
+    args: list[str], env: dict[str, str], log_path: Path, root: Path = REPO_ROOT
+) -> subprocess.Popen[bytes]:
+    """`manage.py ARGS` with the bench's settings, in the checkout at `root`; output to
+    `log_path`."""
+    return _spawn(["manage.py", *args], env, log_path, root)
 
 
-def migrate(settings: dict[str, str], workdir: Path) -> None:
+def migrate(settings: dict[str, str], workdir: Path, root: Path = REPO_ROOT) -> None:
     """`manage.py migrate` on the throwaway database."""
     env = {**os.environ, **settings, "MAMBA_SECRET_KEY": secrets.token_urlsafe(40)}
     log_path = workdir / "migrate.log"
-    command = Server("migrate", _manage(["migrate", "--noinput"], env, log_path), 0, log_path)
+    migrating = _manage(["migrate", "--noinput"], env, log_path, root)
+    command = Server("migrate", migrating, 0, log_path)
     try:
         if command.process.wait(timeout=120) != 0:
             raise RuntimeError(f"manage.py migrate failed:\n{command.log_tail(60)}")
@@ -257,13 +263,13 @@ def migrate(settings: dict[str, str], workdir: Path) -> None:
         stop(command)
 
 
-def create_api_key(settings: dict[str, str], workdir: Path) -> str:
+def create_api_key(settings: dict[str, str], workdir: Path, root: Path = REPO_ROOT) -> str:
     """`manage.py createapikey bench` (no limits, every agent and model) in the throwaway
     database; the secret, which the command prints alone on its last line."""
     env = {**os.environ, **settings, "MAMBA_SECRET_KEY": secrets.token_urlsafe(40)}
     completed = subprocess.run(
         [sys.executable, "manage.py", "createapikey", API_KEY_NAME],
-        cwd=REPO_ROOT,
+        cwd=root,
         env=env,
         capture_output=True,
         timeout=120,
@@ -312,17 +318,18 @@ def mamba(
     workers: int = 1,
     migrated: bool = False,
     log_name: str = "mamba.log",
+    root: Path = REPO_ROOT,
 ) -> Iterator[Server]:
     """Migrate the throwaway SQLite database (unless `migrated`), then serve
-    (`SERVERS[server_kind]`, with `workers` processes) until it answers HTTP; its output
-    goes to `workdir / log_name`."""
+    (`SERVERS[server_kind]`, with `workers` processes) the code of the checkout at `root`
+    until it answers HTTP; its output goes to `workdir / log_name`."""
     if not migrated:
-        migrate(settings, workdir)
+        migrate(settings, workdir, root)
     env = {**os.environ, **settings, "MAMBA_SECRET_KEY": secrets.token_urlsafe(40)}
     log_path = workdir / log_name
     port = _free_port()
     args = server_argv(server_kind, port, workers)
-    server = Server("mamba", _spawn(args, env, log_path), port, log_path)
+    server = Server("mamba", _spawn(args, env, log_path, root), port, log_path)
     try:
         _wait_for_http(server)
         yield server

@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--server", choices=sorted(procs.SERVERS), default="daphne", help="how to serve Mamba")
     add("--workers", type=int, default=1, help="`mamba_site.serve --workers N` (--server serve)")
     add("--auth", choices=("api_key", "none"), default="api_key", help="Mamba's auth mode")
+    add(
+        "--checkout",
+        type=Path,
+        default=procs.REPO_ROOT,
+        help="serve Mamba from the checkout at this path (this bench and fake upstream)",
+    )
     add("--set", action="append", default=[], metavar="NAME=VALUE", help="a Mamba setting")
     add("--client", choices=("raw", "httpx"), default="raw", help="the load generator's client")
     add("--chunks", type=int, default=50, help="content chunks of a reply")
@@ -375,8 +381,12 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         settings = procs.mamba_env(
             upstream, workdir, max(64, 2 * largest), args.auth, args.overrides
         )
-        procs.migrate(settings, workdir)
-        api_key = procs.create_api_key(settings, workdir) if args.auth == "api_key" else None
+        procs.migrate(settings, workdir, args.checkout)
+        api_key = (
+            procs.create_api_key(settings, workdir, args.checkout)
+            if args.auth == "api_key"
+            else None
+        )
         started = time.perf_counter()
         servers: dict[str, Any] = {}
         for phase in args.phases:
@@ -391,6 +401,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 workers=args.workers,
                 migrated=True,
                 log_name=f"mamba-{phase}.log",
+                root=args.checkout,
             ) as mamba:
                 targets = mamba_targets(upstream, mamba, api_key)
                 if phase == "load":
