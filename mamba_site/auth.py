@@ -130,6 +130,10 @@ async def _last_used_save(key_id: int) -> None:
 
 # A key id longer than this is no issuer's: refused before any look-up.
 MAX_KID_LENGTH = 256
+JWKS_UNAVAILABLE_TEXT = (
+    "Tokens cannot be checked right now (the issuer's signing keys cannot be fetched). "
+    "Retry shortly."
+)
 
 
 async def _verification_key(token: str) -> Any:
@@ -144,8 +148,13 @@ async def _verification_key(token: str) -> Any:
     kid = header.get("kid") or ""
     if len(kid) > MAX_KID_LENGTH:
         raise jwt.InvalidTokenError("The key id is too long")
-    key = await jwks_cache(settings.AUTH_JWT_JWKS_URL).key(kid)
+    keys = jwks_cache(settings.AUTH_JWT_JWKS_URL)
+    key = await keys.key(kid)
     if key is None:
+        if keys.failing:
+            # The issuer could not be asked, so the key may well exist: a 401 would tell the
+            # client its token is bad (and a frontend would sign its user out).
+            raise AuthUnavailable(JWKS_UNAVAILABLE_TEXT, retry_after=keys.retry_after())
         raise AuthInvalid("The token's signing key is unknown.")
     return key.key
 

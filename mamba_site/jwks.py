@@ -45,6 +45,15 @@ class JwksCache:
         await asyncio.shield(fetch)
         return self._lookup(kid)
 
+    @property
+    def failing(self) -> bool:
+        """The last fetch failed: a key the set lacks may be one the issuer has."""
+        return self._failures > 0
+
+    def retry_after(self) -> float:
+        """Seconds until a new fetch may start."""
+        return max(0.0, self._started_at + self._interval() - time.monotonic())
+
     def _lookup(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
         if key is None and len(self._keys) == 1:

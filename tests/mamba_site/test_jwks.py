@@ -162,7 +162,7 @@ async def test_jwks_failures_back_off(async_client, jwks_server, settings):
     deadline = time.monotonic() + 1.6
 
     while time.monotonic() < deadline:  # a token every 20 ms, each asking for a fetch
-        assert await call(async_client, token()) == 401
+        assert await call(async_client, token()) == 503  # the issuer is down, not the token
         await asyncio.sleep(0.02)
 
     times = jwks_server.fetched_at
@@ -176,7 +176,7 @@ async def test_jwks_failures_back_off(async_client, jwks_server, settings):
 async def test_jwks_success_after_failures_verifies(async_client, jwks_server, settings):
     settings.AUTH_JWT_JWKS_MIN_INTERVAL_SECONDS = 0.1
     jwks_server.status = 500
-    assert await call(async_client, token()) == 401
+    assert await call(async_client, token()) == 503
     jwks_server.status = 200
     await asyncio.sleep(0.25)
 
@@ -201,3 +201,26 @@ async def test_jwks_stale_keys_refresh_in_the_background(async_client, jwks_serv
     jwks_server.released.set()
     await asyncio.sleep(0.1)
     assert jwks_server.fetches == 2  # one refresh for the 50
+
+
+async def test_jwks_issuer_down_is_a_503_with_retry_after_not_a_401(
+    async_client, jwks_server, settings, caplog
+):
+    """A valid token whose keys cannot be fetched is not an invalid token: the client is
+    told to retry (a 401 would make a frontend sign its user out)."""
+    settings.AUTH_JWT_JWKS_MIN_INTERVAL_SECONDS = 10
+    jwks_server.status = 500
+    response = await async_client.get(
+        "/openapi.json", headers={"Authorization": f"Bearer {token()}"}
+    )
+    assert response.status_code == 503
+    assert response.json()["code"] == "AUTH_UNAVAILABLE"
+    assert "signing keys cannot be fetched" in response.json()["detail"]
+    assert 1 <= int(response["Retry-After"]) <= 20  # the next fetch, after the backoff
+    assert "WWW-Authenticate" not in response
+    assert jwks_server.url not in caplog.text  # the log names the failure, not the issuer
+
+
+async def test_jwks_unknown_key_of_a_reachable_issuer_is_still_a_401(async_client, jwks_server):
+    assert await call(async_client, token()) == 200  # the issuer answered: keys known
+    assert await call(async_client, token(kid="k-unknown", key=OTHER_KEY)) == 401
