@@ -19,9 +19,11 @@ from asgiref.typing import (
     ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
+    HTTPScope,
     Scope,
 )
 
+from mamba_site import metrics
 from mamba_site.errors import ApiError, InvalidRequest, PayloadTooLarge, error_body
 from mamba_site.logs import REQUEST_ID_HEADER, request_id_from
 
@@ -76,10 +78,11 @@ def error_parts(error: ApiError, request_id: str) -> tuple[list[tuple[bytes, byt
 
 
 async def send_error(
-    send: ASGISendCallable, error: ApiError, headers: Headers, reason: str
+    send: ASGISendCallable, error: ApiError, scope: HTTPScope, headers: Headers, reason: str
 ) -> None:
     request_id = request_id_in(headers)
     logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
+    metrics.count_refused(scope["method"], scope["path"], error.status)
     response_headers, body = error_parts(error, request_id)
     await send(
         {
@@ -114,13 +117,13 @@ class BodyLimit:
         try:
             length = declared_length(headers)
         except ValueError:
-            await send_error(send, invalid_length(), headers, "invalid Content-Length")
+            await send_error(send, invalid_length(), scope, headers, "invalid Content-Length")
             return
         if length is not None and length > self.max_body_bytes:
             reason = f"Content-Length {length} over {self.max_body_bytes}"
-            await send_error(send, body_too_large(self.max_body_bytes), headers, reason)
+            await send_error(send, body_too_large(self.max_body_bytes), scope, headers, reason)
             return
-        body = _CountedBody(receive, send, self.max_body_bytes, headers)
+        body = _CountedBody(receive, send, self.max_body_bytes, scope, headers)
         await self.app(scope, body.receive, body.send)
 
 
@@ -134,11 +137,13 @@ class _CountedBody:
         receive: ASGIReceiveCallable,
         send: ASGISendCallable,
         max_body_bytes: int,
+        scope: HTTPScope,
         headers: Headers,
     ) -> None:
         self._receive = receive
         self._send = send
         self.max_body_bytes = max_body_bytes
+        self.scope = scope
         self.headers = headers
         self.received = 0
         self.cut = False
@@ -157,7 +162,7 @@ class _CountedBody:
                     self.answered = True
                     error = body_too_large(self.max_body_bytes)
                     reason = f"body over {self.max_body_bytes} bytes"
-                    await send_error(self._send, error, self.headers, reason)
+                    await send_error(self._send, error, self.scope, self.headers, reason)
                 return {"type": "http.disconnect"}
         return message
 

@@ -1,6 +1,10 @@
 """Prometheus metrics. Labels carry routes, model, agent and frontend names and codes: never a key's
 secret or any user text; model names outside the catalog count as "other"."""
 
+import functools
+
+from django.conf import settings
+from django.urls import Resolver404, resolve
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
@@ -101,3 +105,24 @@ usage_records_dropped = Counter(
     "mamba_usage_records_dropped_total",
     "Usage records lost: the buffer was full, the key was gone, or the database was down at exit.",
 )
+
+
+def route_of_path(path: str, urlconf: str | None = None) -> str:
+    """The URL pattern that serves `path`, as metrics and logs label a request's route."""
+    return _route_of_path(path, urlconf or settings.ROOT_URLCONF)
+
+
+# Bounded: paths are chosen by clients; a miss costs one walk of the URL patterns.
+@functools.lru_cache(maxsize=1024)
+def _route_of_path(path: str, urlconf: str) -> str:
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return "unmatched"
+    return "/" + match.route if match.route else "unmatched"
+
+
+def count_refused(method: str, path: str, status: int) -> None:
+    """A request answered before Django saw it (a body over the cap, an invalid
+    Content-Length), counted as the access log counts every other request."""
+    http_requests.labels(route_of_path(path), method, status).inc()

@@ -1,7 +1,6 @@
 """Cross-cutting middleware: request id, Host validation, access log, the frontend of a
 request's origin, API authentication, and Django's own middleware limited to the admin."""
 
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -9,7 +8,6 @@ from inspect import iscoroutinefunction, markcoroutinefunction
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -19,7 +17,6 @@ from django.http.response import HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
-from django.urls import Resolver404, resolve
 from django.utils.deprecation import MiddlewareMixin
 
 from mamba_site import metrics
@@ -124,18 +121,7 @@ def route_of(request: HttpRequest) -> str:
     if match is not None:
         return "/" + match.route if match.route else "unmatched"
     # A middleware answered before the view ran (401, 429, a redirect): resolve the path.
-    urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
-    return _route_of_path(request.path_info, urlconf)
-
-
-# Bounded: paths are chosen by clients; a miss costs one walk of the URL patterns.
-@functools.lru_cache(maxsize=1024)
-def _route_of_path(path: str, urlconf: str) -> str:
-    try:
-        match = resolve(path, urlconf)
-    except Resolver404:
-        return "unmatched"
-    return "/" + match.route if match.route else "unmatched"
+    return metrics.route_of_path(request.path_info, getattr(request, "urlconf", None))
 
 
 class FrontendOriginMiddleware(AsyncMiddleware):

@@ -34,7 +34,7 @@ from twisted.internet import defer, reactor, tcp
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.http_headers import Headers
 
-from mamba_site import lifecycle
+from mamba_site import lifecycle, metrics
 from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
 from mamba_site.handler import Inbox
 
@@ -104,6 +104,12 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
             else f"Content-Length {declared} over {limit}"
         )
         logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
+        # Counted as the access log counts the requests Django answers; the request line is
+        # still the channel's (the request gets it once its body has arrived).
+        method = getattr(channel, "_command", b"") or b"-"
+        target = getattr(channel, "_path", b"") or b"/"
+        path = target.split(b"?", 1)[0].decode("latin-1")
+        metrics.count_refused(method.decode("latin-1"), path, 413)
 
     def process(self) -> Any:
         if self.refused:

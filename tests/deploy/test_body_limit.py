@@ -111,6 +111,22 @@ def test_serve_answers_a_declared_large_body_before_it_is_sent(server):
     assert_payload_too_large(*response)
 
 
+def refused_chat_posts(server):
+    status, text = server.get("/metrics")
+    assert status == 200
+    line = 'mamba_http_requests_total{method="POST",route="/chat",status="413"} '
+    found = [row for row in text.decode().splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+def test_serve_counts_the_bodies_it_refuses_as_requests_of_their_route(server):
+    before = refused_chat_posts(server)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head(f"Content-Length: {2 * LIMIT}"))
+        assert_payload_too_large(*read_response(sock))
+    assert refused_chat_posts(server) == before + 1
+
+
 def test_serve_cuts_a_chunked_body_without_buffering_it(server):
     pid = server.process.pid
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS

@@ -5,6 +5,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 
+from mamba_site import metrics
 from mamba_site.bodylimit import BodyLimit
 
 LIMIT = 100
@@ -100,6 +101,27 @@ async def test_body_limit_refuses_a_content_length_over_the_limit_before_reading
     assert body["detail"] == f"The request body is larger than {LIMIT} bytes."
     assert not app.called
     assert client.reads == 0
+
+
+def refused_count(status):
+    return metrics.http_requests.labels("/chat", "POST", str(status))._value.get()
+
+
+@pytest.mark.parametrize(
+    ("headers", "chunks", "status"),
+    [
+        ([("content-length", str(LIMIT + 1))], [b"x"], 413),
+        ([("content-length", "x")], [b"x"], 400),
+        ([], [b"x" * LIMIT, b"x"], 413),  # chunked, cut at the limit
+    ],
+)
+async def test_body_limit_counts_what_it_refuses_as_requests_of_their_route(
+    headers, chunks, status
+):
+    before = refused_count(status)
+    client = await call(FakeApp(), headers, chunks)
+    assert client.status == status
+    assert refused_count(status) == before + 1
 
 
 @pytest.mark.parametrize("size", [0, LIMIT - 1, LIMIT])
