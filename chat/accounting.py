@@ -10,10 +10,8 @@ from django.http import HttpRequest
 from chat.translate import Usage
 from mamba_site import metrics, quotas
 from mamba_site.auth import ANONYMOUS, Principal
-from mamba_site.background import run_in_background
 from mamba_site.errors import RateLimited
-from mamba_site.services import frontend_usage_record
-from mamba_site.usage import usage_record
+from mamba_site.usage import frontend_usage_record, usage_record
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +73,17 @@ async def tokens_add(principal: Principal, tokens: int) -> None:
 
 
 def bill(principal: Principal, usage: Usage, *, completed: bool) -> None:
-    """Record a key's or a frontend's usage off the request's path (a key's is kept and
-    retried while the database is down: mamba_site/usage.py)."""
+    """Record a key's and a frontend's usage off the request's path (kept and retried
+    while the database is down: mamba_site/usage.py)."""
     if principal.frontend_name is not None:
         metrics.frontend_tokens.labels(principal.frontend_name, "input").inc(usage.input_tokens)
         metrics.frontend_tokens.labels(principal.frontend_name, "output").inc(usage.output_tokens)
     if principal.frontend_id is not None:
-        run_in_background(
-            frontend_usage_record(
-                frontend_id=principal.frontend_id,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                error=not completed,
-            )
+        frontend_usage_record(
+            frontend_id=principal.frontend_id,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            error=not completed,
         )
     if principal.api_key_id is not None:
         usage_record(

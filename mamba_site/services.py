@@ -1,7 +1,6 @@
 """Writes with rules for API keys (issuing: the secret exists only in the return value;
 revoking), frontends (registering), and the daily usage counters of both."""
 
-import contextlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -12,7 +11,6 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from mamba_site.db import DatabaseUnavailable, db_call
 from mamba_site.keys import key_digest, key_generate, key_lookup_prefix
 from mamba_site.models import ApiKey, ApiKeyUsage, Frontend, FrontendUsage
 from mamba_site.origins import OriginError, origins_parse
@@ -52,7 +50,7 @@ def api_key_revoke(*, api_key: ApiKey, by: User | AnonymousUser | None) -> bool:
 
 @dataclass(slots=True)
 class UsageTotal:
-    """What one key used on one day, summed over some records."""
+    """What one key or frontend used on one day, summed over some records."""
 
     requests: int = 0
     input_tokens: int = 0
@@ -60,18 +58,35 @@ class UsageTotal:
     errors: int = 0
 
 
+# Whose usage a total is: an API key's or a registered frontend's, and its id.
+KEY, FRONTEND = "api_key", "frontend"
+type UsageOwner = tuple[str, int]
+_USAGE_MODELS = {
+    KEY: (ApiKey, ApiKeyUsage, "api_key_id"),
+    FRONTEND: (Frontend, FrontendUsage, "frontend_id"),
+}
+
+
 @transaction.atomic
-def usage_write(*, totals: dict[tuple[int, date], UsageTotal]) -> list[tuple[int, date]]:
-    """Add `totals` (by key id and day) to the daily counters, in one transaction; returns the
-    totals left out because their key no longer exists."""
-    keys = {key_id for key_id, _ in totals}
-    existing = set(ApiKey.objects.filter(pk__in=keys).values_list("pk", flat=True))
-    for (key_id, day), total in totals.items():
-        if key_id not in existing:
+def usage_write(
+    *, totals: dict[tuple[UsageOwner, date], UsageTotal]
+) -> list[tuple[UsageOwner, date]]:
+    """Add `totals` (by owner and day) to the daily counters, in one transaction; returns the
+    totals left out because their key or frontend no longer exists."""
+    existing: set[UsageOwner] = set()
+    for kind, (model, _, _) in _USAGE_MODELS.items():
+        ids = {owner_id for (owner_kind, owner_id), _ in totals if owner_kind == kind}
+        if ids:
+            found = model._default_manager.filter(pk__in=ids).values_list("pk", flat=True)
+            existing.update((kind, pk) for pk in found)
+    for (owner, day), total in totals.items():
+        if owner not in existing:
             continue
-        usage, _ = ApiKeyUsage.objects.get_or_create(api_key_id=key_id, day=day)
+        _, usage_model, owner_field = _USAGE_MODELS[owner[0]]
+        lookup: dict[str, Any] = {owner_field: owner[1], "day": day}
+        usage, _ = usage_model._default_manager.get_or_create(**lookup)
         # F() increments: concurrent writers (other replicas) must not overwrite each other.
-        ApiKeyUsage.objects.filter(pk=usage.pk).update(
+        usage_model._default_manager.filter(pk=usage.pk).update(
             requests=F("requests") + total.requests,
             input_tokens=F("input_tokens") + total.input_tokens,
             output_tokens=F("output_tokens") + total.output_tokens,
@@ -91,32 +106,3 @@ def frontend_create(*, name: str, origins: list[str], **fields: Any) -> Frontend
     frontend.full_clean()
     frontend.save()
     return frontend
-
-
-@transaction.atomic
-def _frontend_usage_add(
-    frontend_id: int, input_tokens: int, output_tokens: int, error: bool
-) -> None:
-    day = timezone.now().date()
-    usage, _ = FrontendUsage.objects.get_or_create(frontend_id=frontend_id, day=day)
-    FrontendUsage.objects.filter(pk=usage.pk).update(
-        requests=F("requests") + 1,
-        input_tokens=F("input_tokens") + input_tokens,
-        output_tokens=F("output_tokens") + output_tokens,
-        errors=F("errors") + int(error),
-    )
-
-
-async def frontend_usage_record(
-    *, frontend_id: int, input_tokens: int, output_tokens: int, error: bool
-) -> None:
-    with contextlib.suppress(DatabaseUnavailable):
-        await db_call(
-            _frontend_usage_add,
-            frontend_id,
-            input_tokens,
-            output_tokens,
-            error,
-            operation="frontend_usage",
-            meanwhile="this frontend usage record is lost",
-        )

@@ -1,8 +1,9 @@
-"""Usage records on their way to the database: kept in memory (up to `USAGE_BUFFER_RECORDS`),
-written in batches by one task (summed per key and day), retried with backoff while the
-database is down, and flushed at shutdown. Records are lost only when the buffer is full, when
-their key was deleted, or when the database is still down at exit: each is counted in
-`mamba_usage_records_dropped_total` and logged with the count."""
+"""Usage records of API keys and of frontends on their way to the database: kept in memory
+(up to `USAGE_BUFFER_RECORDS`), written in batches by one task (summed per owner and day),
+retried with backoff while the database is down, and flushed at shutdown. Records are lost
+only when the buffer is full, when their key or frontend was deleted, or when the database is
+still down at exit: each is counted in `mamba_usage_records_dropped_total` and logged with
+the count."""
 
 import asyncio
 import contextlib
@@ -19,7 +20,7 @@ from django.conf import settings
 
 from mamba_site import metrics
 from mamba_site.db import DatabaseUnavailable, db_call
-from mamba_site.services import UsageTotal, usage_write
+from mamba_site.services import FRONTEND, KEY, UsageOwner, UsageTotal, usage_write
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +34,17 @@ DROP_LOG_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    api_key_id: int
+    owner: UsageOwner  # an API key's or a frontend's
     day: date
     input_tokens: int
     output_tokens: int
     error: bool
 
 
-def usage_totals(records: list[UsageRecord]) -> dict[tuple[int, date], UsageTotal]:
-    totals: dict[tuple[int, date], UsageTotal] = {}
+def usage_totals(records: list[UsageRecord]) -> dict[tuple[UsageOwner, date], UsageTotal]:
+    totals: dict[tuple[UsageOwner, date], UsageTotal] = {}
     for record in records:
-        total = totals.setdefault((record.api_key_id, record.day), UsageTotal())
+        total = totals.setdefault((record.owner, record.day), UsageTotal())
         total.requests += 1
         total.input_tokens += record.input_tokens
         total.output_tokens += record.output_tokens
@@ -171,10 +172,10 @@ class UsageOutbox:
         for _ in range(min(len(batch), len(self._records))):  # drop_all() may have emptied it
             self._records.popleft()
         gone = set(missing)
-        lost = sum(1 for record in batch if (record.api_key_id, record.day) in gone)
+        lost = sum(1 for record in batch if (record.owner, record.day) in gone)
         metrics.usage_records_written.inc(len(batch) - lost)
         if lost:
-            self._drop(lost, "their API key was deleted")
+            self._drop(lost, "their API key or frontend was deleted")
         return True
 
     def _drop(self, count: int, why: str) -> None:
@@ -192,7 +193,9 @@ class UsageOutbox:
             self._drop_logged_at = now
 
 
-def _write(totals: dict[tuple[int, date], UsageTotal]) -> list[tuple[int, date]]:
+def _write(
+    totals: dict[tuple[UsageOwner, date], UsageTotal],
+) -> list[tuple[UsageOwner, date]]:
     return usage_write(totals=totals)
 
 
@@ -201,8 +204,18 @@ usage_outbox = UsageOutbox()
 
 def usage_record(*, api_key_id: int, input_tokens: int, output_tokens: int, error: bool) -> None:
     """Count one request of a key (its tokens, whether it failed) for today (UTC)."""
+    today = datetime.now(UTC).date()
+    usage_outbox.add(UsageRecord((KEY, api_key_id), today, input_tokens, output_tokens, error))
+
+
+def frontend_usage_record(
+    *, frontend_id: int, input_tokens: int, output_tokens: int, error: bool
+) -> None:
+    """Count one request of a registered frontend (all its clients together) for today (UTC),
+    kept and retried like a key's."""
+    today = datetime.now(UTC).date()
     usage_outbox.add(
-        UsageRecord(api_key_id, datetime.now(UTC).date(), input_tokens, output_tokens, error)
+        UsageRecord((FRONTEND, frontend_id), today, input_tokens, output_tokens, error)
     )
 
 

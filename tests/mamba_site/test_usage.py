@@ -7,8 +7,10 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from mamba_site import metrics
-from mamba_site.models import ApiKeyUsage
-from mamba_site.usage import usage_outbox, usage_record
+from mamba_site import usage as usage_module
+from mamba_site.db import DatabaseUnavailable, db_call
+from mamba_site.models import ApiKeyUsage, FrontendUsage
+from mamba_site.usage import frontend_usage_record, usage_outbox, usage_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,3 +58,65 @@ async def test_usage_flush_does_not_wait_for_the_delay(issue_key, settings):
     left = await usage_outbox.flush(time.monotonic() + 5)
     assert left == 0
     await written(api_key, 1, within=0.1)
+
+
+async def frontend_written(frontend, requests, within=5.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        usage = await FrontendUsage.objects.filter(frontend=frontend).afirst()
+        if usage is not None and usage.requests >= requests:
+            return usage
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{requests} frontend requests not written within {within} s")
+
+
+async def test_usage_of_keys_and_frontends_of_one_moment_share_one_transaction(
+    issue_key, register_frontend, settings
+):
+    settings.USAGE_WRITE_DELAY_SECONDS = 0.3
+    api_key, _ = await issue_key()
+    frontend = await register_frontend()
+    before = usage_writes()
+    usage_record(api_key_id=api_key.pk, input_tokens=10, output_tokens=1, error=False)
+    frontend_usage_record(frontend_id=frontend.pk, input_tokens=20, output_tokens=2, error=False)
+    frontend_usage_record(frontend_id=frontend.pk, input_tokens=30, output_tokens=3, error=True)
+    usage = await frontend_written(frontend, 2)
+    assert (usage.requests, usage.input_tokens, usage.output_tokens, usage.errors) == (2, 50, 5, 1)
+    assert (await written(api_key, 1)).input_tokens == 10
+    assert usage_writes() - before == 1
+
+
+async def test_frontend_usage_is_kept_and_retried_while_the_database_is_down(
+    register_frontend, settings, monkeypatch
+):
+    settings.USAGE_WRITE_DELAY_SECONDS = 0
+    frontend = await register_frontend()
+    calls = []
+
+    async def refusing_once(*args, **kwargs):
+        calls.append(kwargs["operation"])
+        if len(calls) == 1:
+            raise DatabaseUnavailable("ConnectionRefusedError")
+        return await db_call(*args, **kwargs)
+
+    monkeypatch.setattr(usage_module, "db_call", refusing_once)
+    frontend_usage_record(frontend_id=frontend.pk, input_tokens=7, output_tokens=1, error=False)
+    usage = await frontend_written(frontend, 1)
+    assert (usage.requests, usage.input_tokens) == (1, 7)
+    assert calls == ["usage", "usage"]  # kept after the refusal, written by the retry
+    assert len(usage_outbox) == 0
+
+
+async def test_usage_of_a_deleted_frontend_is_dropped_and_counted(
+    register_frontend, settings, caplog
+):
+    settings.USAGE_WRITE_DELAY_SECONDS = 0
+    frontend = await register_frontend()
+    frontend_id = frontend.pk
+    await frontend.adelete()
+    dropped = metrics.usage_records_dropped._value.get()
+    frontend_usage_record(frontend_id=frontend_id, input_tokens=7, output_tokens=1, error=False)
+    left = await usage_outbox.flush(time.monotonic() + 5)
+    assert left == 0
+    assert metrics.usage_records_dropped._value.get() == dropped + 1
+    assert "their API key or frontend was deleted" in caplog.text
