@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     AGENTS_UNAVAILABLE = "AGENTS_UNAVAILABLE"
     RATE_LIMIT_UNAVAILABLE = "RATE_LIMIT_UNAVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    SERVER_BUSY = "SERVER_BUSY"
     TIMEOUT = "TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -181,6 +182,14 @@ class AgentsUnavailable(DependencyUnavailable):
 class RateLimitUnavailable(DependencyUnavailable):
     code = ErrorCode.RATE_LIMIT_UNAVAILABLE
     default_detail = "Limits cannot be checked right now (Redis is unavailable). Retry shortly."
+
+
+class ServerBusy(DependencyUnavailable):
+    """The server process holds as many request bodies as it may at once."""
+
+    code = ErrorCode.SERVER_BUSY
+    default_detail = "The server is receiving too many request bodies at once. Retry shortly."
+    retry_after_seconds = 1
 
 
 class UpstreamTimeout(ApiError):

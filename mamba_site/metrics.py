@@ -19,6 +19,10 @@ http_duration = Histogram(
     ("route", "method"),
 )
 active_streams = Gauge("mamba_active_streams", "Chat streams in progress.")
+request_body_bytes_held = Gauge(
+    "mamba_request_body_bytes_held",
+    "Bytes of request bodies the server process holds, received and not yet answered.",
+)
 time_to_first_token = Histogram(
     "mamba_time_to_first_token_seconds", "From the request to the model's first output.",
     ("model", "agent"), buckets=LATENCY_BUCKETS,

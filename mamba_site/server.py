@@ -36,6 +36,7 @@ from twisted.web.http_headers import Headers
 
 from mamba_site import lifecycle, metrics
 from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
+from mamba_site.errors import ApiError, ServerBusy
 from mamba_site.handler import Inbox
 
 logger = logging.getLogger("mamba.serve")
@@ -47,46 +48,98 @@ LISTEN_BACKLOG = 1024
 HOOKS_MIN_SECONDS = 1.0
 # After a 413, how long the rest of the body is read and dropped before the connection is cut.
 LINGER_SECONDS = 5.0
+# The status lines of the answers the server gives before the application sees a request.
+REFUSAL_REASONS = {413: b"Payload Too Large", 503: b"Service Unavailable"}
+
+
+class BodyBudget:
+    """The request bodies one server process holds at once (received, or announced by their
+    Content-Length, and not answered yet), at most `limit` bytes (0: no limit): many large
+    bodies arriving together must not exhaust the process's memory before any is
+    authenticated (a body is read whole before Django runs)."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.limit and self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
     """daphne's request, with its body capped at the server's `max_body_bytes` as it arrives
-    and kept in memory (the limit bounds it), never in a temporary file."""
+    and kept in memory (the limit bounds it, and the server's `BodyBudget` all bodies held
+    at once), never in a temporary file."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Twisted would also parse form bodies into `args`, a second copy daphne never reads.
         super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
         self.body_received = 0
+        self.body_held = 0  # of the server's budget: until the response starts
         self.refused = False
         self.linger: asyncio.TimerHandle | None = None
 
     def gotLength(self, length: int | None) -> None:
         self.content = BytesIO()
-        if length is not None and length > self.server.max_body_bytes:
-            self.refuse(declared=length)
+        limit = self.server.max_body_bytes
+        if length is not None and length > limit:
+            self.refuse(body_too_large(limit), f"Content-Length {length} over {limit}")
+        elif length and not self.hold(length):
+            self.refuse_busy()
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.refused:
             return
         self.body_received += len(data)
-        if self.body_received > self.server.max_body_bytes:
-            self.refuse(declared=None)
+        limit = self.server.max_body_bytes
+        if self.body_received > limit:
+            self.refuse(body_too_large(limit), f"body over {limit} bytes")
+            return
+        if self.body_received > self.body_held and not self.hold(
+            self.body_received - self.body_held
+        ):
+            self.refuse_busy()
             return
         self.content.write(data)
 
-    def refuse(self, *, declared: int | None) -> None:
-        """Answers 413 now and drops the rest of the body."""
+    def hold(self, size: int) -> bool:
+        if not self.server.bodies.take(size):
+            return False
+        self.body_held += size
+        return True
+
+    def let_go(self) -> None:
+        """The body no longer counts: the response has started, or the request is over."""
+        if self.body_held:
+            self.server.bodies.give_back(self.body_held)
+            self.body_held = 0
+
+    def refuse_busy(self) -> None:
+        held, limit = self.server.bodies.held, self.server.bodies.limit
+        self.refuse(ServerBusy(), f"{held} bytes of bodies held, up to {limit}")
+
+    def refuse(self, error: ApiError, reason: str) -> None:
+        """Answers `error` now and drops the rest of the body."""
         self.refused = True
+        self.let_go()
         self.content = BytesIO()
-        limit = self.server.max_body_bytes
         headers = [
             (name.lower(), value)
             for name, values in self.requestHeaders.getAllRawHeaders()
             for value in values
         ]
         request_id = request_id_in(headers)
-        response_headers, body = error_parts(body_too_large(limit), request_id)
-        head = [b"HTTP/1.1 413 Payload Too Large", *(b"%s: %s" % h for h in response_headers)]
+        response_headers, body = error_parts(error, request_id)
+        status_line = b"HTTP/1.1 %d %s" % (error.status, REFUSAL_REASONS[error.status])
+        head = [status_line, *(b"%s: %s" % h for h in response_headers)]
         head.append(b"connection: close")
         # Twisted answers `Expect: 100-continue` right after this; the final answer is given.
         self.requestHeaders.removeHeader(b"Expect")
@@ -98,18 +151,13 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         channel.transport.loseWriteConnection()
         loop = asyncio.get_running_loop()
         self.linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
-        reason = (
-            f"body over {limit} bytes"
-            if declared is None
-            else f"Content-Length {declared} over {limit}"
-        )
         logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
         # Counted as the access log counts the requests Django answers; the request line is
         # still the channel's (the request gets it once its body has arrived).
         method = getattr(channel, "_command", b"") or b"-"
         target = getattr(channel, "_path", b"") or b"/"
         path = target.split(b"?", 1)[0].decode("latin-1")
-        metrics.count_refused(method.decode("latin-1"), path, 413)
+        metrics.count_refused(method.decode("latin-1"), path, error.status)
 
     def process(self) -> Any:
         if self.refused:
@@ -137,6 +185,8 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
             self.write(message.get("body", b""))
             return
         super().handle_reply(message)
+        if message["type"] == "http.response.start":
+            self.let_go()
         if (
             message["type"] == "http.response.start"
             and not self.finished
@@ -153,6 +203,7 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
     def connectionLost(self, reason: Any) -> None:
         if self.linger is not None:
             self.linger.cancel()
+        self.let_go()
         super().connectionLost(reason)
         # Lost before the response was complete (a finished request is no longer the
         # connection's): the client left. The handler's task is cancelled at once.
@@ -256,11 +307,19 @@ class DrainingServer(Server):  # type: ignore[misc]
     """daphne's `Server` with a graceful drain instead of daphne's immediate stop on SIGTERM."""
 
     def __init__(
-        self, *args: Any, grace_seconds: float, max_body_bytes: int, **kwargs: Any
+        self,
+        *args: Any,
+        grace_seconds: float,
+        max_body_bytes: int,
+        max_body_bytes_held: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, signal_handlers=False, **kwargs)
         self.grace_seconds = grace_seconds
         self.max_body_bytes = max_body_bytes
+        # At least one largest body fits (0: no limit).
+        self.bodies = BodyBudget(max_body_bytes_held and max(max_body_bytes_held, max_body_bytes))
+        metrics.request_body_bytes_held.set_function(lambda: self.bodies.held)
         self.ports: list[Any] = []
         self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
         self.draining_since: float | None = None
@@ -425,6 +484,7 @@ def run(*, bind: str, port: int, fd: int | None, proxy_headers: bool) -> int:
         endpoints=endpoints,
         grace_seconds=settings.SERVER_SHUTDOWN_GRACE_SECONDS,
         max_body_bytes=settings.CHAT_MAX_BODY_BYTES,
+        max_body_bytes_held=settings.SERVER_MAX_BODY_BYTES_HELD,
         proxy_forwarded_address_header="X-Forwarded-For" if proxy_headers else None,
         proxy_forwarded_port_header="X-Forwarded-Port" if proxy_headers else None,
         proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy_headers else None,

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import socket
@@ -163,3 +164,85 @@ def test_serve_passes_a_body_within_the_limit_to_the_application(server, chunked
     assert status_line.startswith("HTTP/1.1 401 "), status_line
     assert json.loads(payload)["code"] == "AUTH_REQUIRED"
     assert json.loads(payload)["request_id"] == headers["x-request-id"] == REQUEST_ID
+
+
+BUDGET = LIMIT + LIMIT // 2  # one largest body and a half
+
+
+@pytest.fixture(scope="module")
+def busy_server(deploy_database_url, fake_upstream, tmp_path_factory):
+    """`python -m mamba_site.serve` that holds at most 1.5 MiB of request bodies at once."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "MAMBA_DATABASE_URL": deploy_database_url,
+        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+        "MAMBA_AUTH__MODE": "api_key",
+        "MAMBA_CHAT__MAX_BODY_BYTES": str(LIMIT),
+        "MAMBA_SERVER__MAX_BODY_BYTES_HELD": str(BUDGET),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
+    server = start_server(command, env, tmp_path_factory.mktemp("body-budget") / "serve.log")
+    yield server
+    server.stop()
+
+
+def bytes_held(server):
+    status, text = server.get("/metrics")
+    assert status == 200
+    name = "mamba_request_body_bytes_held "
+    return float(next(r for r in text.decode().splitlines() if r.startswith(name))[len(name) :])
+
+
+def wait_for_held(server, value, within=5.0):
+    deadline = time.monotonic() + within
+    while (held := bytes_held(server)) != value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert held == value
+
+
+def assert_busy(status_line, headers, body):
+    assert status_line == "HTTP/1.1 503 Service Unavailable", status_line
+    assert headers["retry-after"] == "1"
+    assert headers["x-request-id"] == REQUEST_ID
+    assert json.loads(body) == {
+        "detail": "The server is receiving too many request bodies at once. Retry shortly.",
+        "code": "SERVER_BUSY",
+        "request_id": REQUEST_ID,
+    }
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_serve_answers_503_to_a_body_past_what_it_holds_at_once(busy_server, chunked):
+    """One large body on its way holds 1 MiB of the 1.5: another large one is refused at once
+    (a declared one before it is sent, a chunked one as it passes the budget), and once the
+    first has its answer the next is served."""
+    with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as first:
+        first.sendall(head(f"Content-Length: {LIMIT}", "Connection: close") + b"x" * (LIMIT // 2))
+        wait_for_held(busy_server, LIMIT)
+        with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as second:
+            if chunked:
+                second.sendall(head("Transfer-Encoding: chunked"))
+                part = b"x" * CHUNK
+                with contextlib.suppress(OSError):  # the server may close while we send
+                    for _ in range(LIMIT // CHUNK):
+                        second.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+                    second.sendall(b"0\r\n\r\n")
+            else:
+                second.sendall(head(f"Content-Length: {LIMIT}"))
+            assert_busy(*read_response(second))
+        first.sendall(b"x" * (LIMIT - LIMIT // 2))
+        status_line, _, _ = read_response(first)
+    assert status_line.startswith("HTTP/1.1 401 "), status_line  # the body reached Django
+    wait_for_held(busy_server, 0)
+    with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as third:
+        third.sendall(head(f"Content-Length: {LIMIT}", "Connection: close") + b"x" * LIMIT)
+        assert read_response(third)[0].startswith("HTTP/1.1 401 ")
+
+
+def test_serve_lets_go_of_a_body_whose_client_left(busy_server):
+    with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as gone:
+        gone.sendall(head(f"Content-Length: {LIMIT}") + b"x" * 1000)
+        wait_for_held(busy_server, LIMIT)
+    wait_for_held(busy_server, 0)
