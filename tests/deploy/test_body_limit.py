@@ -16,20 +16,25 @@ CHUNK = 64 * 1024
 REQUEST_ID = str(uuid.uuid4())
 
 
-@pytest.fixture(scope="module")
-def server(deploy_database_url, fake_upstream, tmp_path_factory):
-    """`python -m mamba_site.serve` with a 1 MiB body limit, in api_key mode."""
+def serve(database_url, upstream, log_dir, **settings):
+    """`python -m mamba_site.serve` with a 1 MiB body limit, in api_key mode, and `settings`."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "MAMBA_DATABASE_URL": deploy_database_url,
-        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
+        "MAMBA_DATABASE_URL": database_url,
+        "MAMBA_OPENAI__BASE_URL": upstream.base_url,
         "MAMBA_AUTH__MODE": "api_key",
         "MAMBA_CHAT__MAX_BODY_BYTES": str(LIMIT),
         "PYTHONUNBUFFERED": "1",
+        **settings,
     }
     command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
-    server = start_server(command, env, tmp_path_factory.mktemp("body-limit") / "serve.log")
+    return start_server(command, env, log_dir / "serve.log")
+
+
+@pytest.fixture(scope="module")
+def server(deploy_database_url, fake_upstream, tmp_path_factory):
+    server = serve(deploy_database_url, fake_upstream, tmp_path_factory.mktemp("body-limit"))
     yield server
     server.stop()
 
@@ -171,19 +176,13 @@ BUDGET = LIMIT + LIMIT // 2  # one largest body and a half
 
 @pytest.fixture(scope="module")
 def busy_server(deploy_database_url, fake_upstream, tmp_path_factory):
-    """`python -m mamba_site.serve` that holds at most 1.5 MiB of request bodies at once."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "MAMBA_DATABASE_URL": deploy_database_url,
-        "MAMBA_OPENAI__BASE_URL": fake_upstream.base_url,
-        "MAMBA_AUTH__MODE": "api_key",
-        "MAMBA_CHAT__MAX_BODY_BYTES": str(LIMIT),
-        "MAMBA_SERVER__MAX_BODY_BYTES_HELD": str(BUDGET),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "mamba_site.serve", "--bind", "127.0.0.1", "--port", "0"]
-    server = start_server(command, env, tmp_path_factory.mktemp("body-budget") / "serve.log")
+    """The server holding at most 1.5 MiB of request bodies at once."""
+    server = serve(
+        deploy_database_url,
+        fake_upstream,
+        tmp_path_factory.mktemp("body-budget"),
+        MAMBA_SERVER__MAX_BODY_BYTES_HELD=str(BUDGET),
+    )
     yield server
     server.stop()
 
