@@ -53,10 +53,11 @@ REFUSAL_REASONS = {413: b"Payload Too Large", 503: b"Service Unavailable"}
 
 
 class BodyBudget:
-    """The request bodies one server process holds at once (received, or announced by their
-    Content-Length, and not answered yet), at most `limit` bytes (0: no limit): many large
-    bodies arriving together must not exhaust the process's memory before any is
-    authenticated (a body is read whole before Django runs)."""
+    """The request bodies one server process holds at once (received and not answered yet),
+    at most `limit` bytes (0: no limit): many large bodies arriving together must not exhaust
+    the process's memory before any is authenticated (a body is read whole before Django
+    runs). Bytes count as they arrive, not as a Content-Length announces them, so clients that
+    announce large bodies and send nothing hold nothing."""
 
     __slots__ = ("held", "limit")
 
@@ -83,7 +84,7 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         # Twisted would also parse form bodies into `args`, a second copy daphne never reads.
         super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
         self.body_received = 0
-        self.body_held = 0  # of the server's budget: until the response starts
+        self.body_held = 0  # of the server's budget: what arrived, until the response starts
         self.refused = False
         self.linger: asyncio.TimerHandle | None = None
 
@@ -92,8 +93,6 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
         limit = self.server.max_body_bytes
         if length is not None and length > limit:
             self.refuse(body_too_large(limit), f"Content-Length {length} over {limit}")
-        elif length and not self.hold(length):
-            self.refuse_busy()
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.refused:

@@ -390,9 +390,9 @@ if POD_IP:
 # On SIGTERM `python -m mamba_site.serve` stops accepting connections and lets requests (and
 # streams) finish for up to this long before it cancels what is left and exits.
 SERVER_SHUTDOWN_GRACE_SECONDS = env.float("SERVER__SHUTDOWN_GRACE_SECONDS", default=25.0)
-# The request bodies one server process holds at once (received and not yet answered, each
-# counted from its Content-Length or as it arrives); a request whose body would go past it is
-# answered 503 SERVER_BUSY with Retry-After. At least CHAT__MAX_BODY_BYTES; 0: no limit.
+# The request bodies one server process holds at once (received and not yet answered); a
+# request whose body goes past it is answered 503 SERVER_BUSY with Retry-After. At least
+# CHAT__MAX_BODY_BYTES; 0: no limit.
 SERVER_MAX_BODY_BYTES_HELD = env.int("SERVER__MAX_BODY_BYTES_HELD", default=64 * 1024 * 1024)
 # Server processes `python -m mamba_site.serve` starts on the shared socket (one core each);
 # `--workers` wins. The Kubernetes Deployment sets it from the container's CPU limit.

@@ -214,24 +214,26 @@ def assert_busy(status_line, headers, body):
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_serve_answers_503_to_a_body_past_what_it_holds_at_once(busy_server, chunked):
-    """One large body on its way holds 1 MiB of the 1.5: another large one is refused at once
-    (a declared one before it is sent, a chunked one as it passes the budget), and once the
-    first has its answer the next is served."""
+    """A large body on its way holds what has arrived of it (1 MiB of the 1.5): another large
+    one is refused as it passes what is left, and once the first has its answer the next is
+    served."""
     with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as first:
-        first.sendall(head(f"Content-Length: {LIMIT}", "Connection: close") + b"x" * (LIMIT // 2))
-        wait_for_held(busy_server, LIMIT)
+        first.sendall(head(f"Content-Length: {LIMIT}", "Connection: close") + b"x" * (LIMIT - 1))
+        wait_for_held(busy_server, LIMIT - 1)
         with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as second:
-            if chunked:
-                second.sendall(head("Transfer-Encoding: chunked"))
-                part = b"x" * CHUNK
-                with contextlib.suppress(OSError):  # the server may close while we send
+            part = b"x" * CHUNK
+            with contextlib.suppress(OSError):  # the server may close while we send
+                if chunked:
+                    second.sendall(head("Transfer-Encoding: chunked"))
                     for _ in range(LIMIT // CHUNK):
                         second.sendall(b"%x\r\n%s\r\n" % (len(part), part))
                     second.sendall(b"0\r\n\r\n")
-            else:
-                second.sendall(head(f"Content-Length: {LIMIT}"))
+                else:
+                    second.sendall(head(f"Content-Length: {LIMIT}"))
+                    for _ in range(LIMIT // CHUNK):
+                        second.sendall(part)
             assert_busy(*read_response(second))
-        first.sendall(b"x" * (LIMIT - LIMIT // 2))
+        first.sendall(b"x")
         status_line, _, _ = read_response(first)
     assert status_line.startswith("HTTP/1.1 401 "), status_line  # the body reached Django
     wait_for_held(busy_server, 0)
@@ -240,8 +242,22 @@ def test_serve_answers_503_to_a_body_past_what_it_holds_at_once(busy_server, chu
         assert read_response(third)[0].startswith("HTTP/1.1 401 ")
 
 
+def test_serve_holds_nothing_for_a_body_announced_and_not_sent(busy_server):
+    """Clients that announce large bodies and send nothing cannot hold the budget."""
+    idle = [socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) for _ in range(3)]
+    try:
+        for sock in idle:
+            sock.sendall(head(f"Content-Length: {LIMIT}"))
+        with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as sending:
+            sending.sendall(head(f"Content-Length: {LIMIT}", "Connection: close") + b"x" * LIMIT)
+            assert read_response(sending)[0].startswith("HTTP/1.1 401 ")
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 def test_serve_lets_go_of_a_body_whose_client_left(busy_server):
     with socket.create_connection(("127.0.0.1", busy_server.port), timeout=10) as gone:
         gone.sendall(head(f"Content-Length: {LIMIT}") + b"x" * 1000)
-        wait_for_held(busy_server, LIMIT)
+        wait_for_held(busy_server, 1000)
     wait_for_held(busy_server, 0)
