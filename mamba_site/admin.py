@@ -57,13 +57,34 @@ class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]
         )
 
 
-class ApiKeyUsageInline(admin.TabularInline):  # type: ignore[type-arg]
-    model = ApiKeyUsage
+USAGE_FIELDS = ("day", "requests", "input_tokens", "output_tokens", "errors")
+
+
+class DailyUsageInline(admin.TabularInline):  # type: ignore[type-arg]
+    """A key's or a frontend's usage by day, read-only (the usage outbox writes it)."""
+
     extra = 0
     can_delete = False
-    fields = ("day", "requests", "input_tokens", "output_tokens", "errors")
+    fields = USAGE_FIELDS
     readonly_fields = fields
     max_num = 0
+
+
+class DailyUsageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The usage of every key or frontend by day, read-only."""
+
+    list_filter = ("day",)
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ApiKeyUsageInline(DailyUsageInline):
+    model = ApiKeyUsage
     verbose_name_plural = "Usage by day (UTC)"
 
 
@@ -138,18 +159,10 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiKeyUsage)
-class ApiKeyUsageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("day", "api_key", "requests", "input_tokens", "output_tokens", "errors")
-    list_filter = ("day",)
+class ApiKeyUsageAdmin(DailyUsageAdmin):
+    list_display = ("day", "api_key", *USAGE_FIELDS[1:])
     search_fields = ("api_key__name", "api_key__prefix")
     list_select_related = ("api_key",)
-    date_hierarchy = "day"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class OriginListField(forms.Field):
@@ -196,13 +209,8 @@ class FrontendForm(forms.ModelForm):  # type: ignore[type-arg]
         )
 
 
-class FrontendUsageInline(admin.TabularInline):  # type: ignore[type-arg]
+class FrontendUsageInline(DailyUsageInline):
     model = FrontendUsage
-    extra = 0
-    can_delete = False
-    fields = ("day", "requests", "input_tokens", "output_tokens", "errors")
-    readonly_fields = fields
-    max_num = 0
     verbose_name_plural = "Usage by day (UTC), all clients together"
 
 
@@ -271,15 +279,7 @@ class FrontendAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(FrontendUsage)
-class FrontendUsageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("day", "frontend", "requests", "input_tokens", "output_tokens", "errors")
-    list_filter = ("day",)
+class FrontendUsageAdmin(DailyUsageAdmin):
+    list_display = ("day", "frontend", *USAGE_FIELDS[1:])
     search_fields = ("frontend__name",)
     list_select_related = ("frontend",)
-    date_hierarchy = "day"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

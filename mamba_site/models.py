@@ -67,10 +67,10 @@ class ApiKey(models.Model):
         return "active"
 
 
-class ApiKeyUsage(models.Model):
-    """What one key used on one day (UTC); written after each stream."""
+class DailyUsage(models.Model):
+    """What one key or frontend used on one day (UTC): the usage outbox adds to it in batches
+    (`mamba_site.usage`)."""
 
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
     day = models.DateField()
     requests = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
@@ -78,7 +78,16 @@ class ApiKeyUsage(models.Model):
     errors = models.PositiveIntegerField(default=0)
 
     class Meta:
+        abstract = True
         ordering = ("-day",)
+
+
+class ApiKeyUsage(DailyUsage):
+    """What one key used on one day (UTC); written after each stream."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+
+    class Meta(DailyUsage.Meta):
         verbose_name = "API key usage"
         verbose_name_plural = "API key usage"
         constraints = (
@@ -167,18 +176,12 @@ class Frontend(models.Model):
             raise ValidationError({"origins": f"Already registered by another frontend: {names}."})
 
 
-class FrontendUsage(models.Model):
+class FrontendUsage(DailyUsage):
     """What one frontend's clients used on one day (UTC); written after each stream."""
 
     frontend = models.ForeignKey(Frontend, on_delete=models.CASCADE, related_name="usage")
-    day = models.DateField()
-    requests = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
 
-    class Meta:
-        ordering = ("-day",)
+    class Meta(DailyUsage.Meta):
         verbose_name = "frontend usage"
         verbose_name_plural = "frontend usage"
         constraints = (
