@@ -1,6 +1,7 @@
 """Test settings: the real settings module, with a test upstream and a test database."""
 
 import os
+from pathlib import Path
 
 from tests.services import database_choice
 
@@ -26,3 +27,11 @@ os.environ["MAMBA_DOTENV"] = ""
 from mamba_site.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+_database = DATABASES["default"]  # noqa: F405
+if _database["ENGINE"] == "django.db.backends.sqlite3" and _database["NAME"] != ":memory:":
+    # A file, as the embedded default is (WAL: a read goes on while the usage outbox writes),
+    # not Django's in-memory test database, whose shared cache locks a table being written and
+    # fails a read of it at once ("database table is locked").
+    _name = Path(_database["NAME"])
+    _database["TEST"] = {"NAME": str(_name.with_name(f"test_{_name.name}"))}
