@@ -126,7 +126,7 @@ class ApiASGIHandler(ASGIHandler):
             # The scope's headers are daphne's own list here, which nothing reads once
             # Django has made `META` of them; a stream keeps its scope for minutes.
             scope["headers"].clear()
-            await self.send_response(response, send)
+            await self.send_response(response, send, scope["extensions"]["mamba.server"])
         except asyncio.CancelledError:
             if not inbox.client_left or task.uncancel() > 0:
                 raise
@@ -156,9 +156,13 @@ class ApiASGIHandler(ASGIHandler):
             raise
         return response
 
-    async def send_response(self, response: HttpResponseBase, send: Send) -> None:
+    async def send_response(
+        self, response: HttpResponseBase, send: Send, server: dict[str, Any] | None = None
+    ) -> None:
         """Django's, except for a response that writes its own body (`stream_to`, the chat
-        stream): each of its writes is one ASGI message, without Django's iterator layers."""
+        stream): each of its writes is one ASGI message, without Django's iterator layers,
+        or, under `mamba_site.server` (its scope extension `server`), handed to the server's
+        `write` directly."""
         stream_to = getattr(response, "stream_to", None)
         if stream_to is None:
             await super().send_response(response, send)
@@ -167,9 +171,13 @@ class ApiASGIHandler(ASGIHandler):
         # Sent: nothing reads Django's copy of the headers again, and a stream keeps its
         # response for minutes.
         response.headers = ResponseHeaders({})
+        write_part = server.get("write") if server is not None else None
 
         async def write(data: bytes) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            if write_part is not None:
+                write_part(data)
+            else:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
 
         await stream_to(write)
         await send({"type": "http.response.body"})

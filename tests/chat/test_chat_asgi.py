@@ -134,6 +134,27 @@ async def test_chat_under_mamba_server_is_not_cancelled_once_its_response_is_who
     assert inbox.watcher is None  # a leave() now (the connection closing) cancels nothing
 
 
+async def test_chat_under_mamba_server_hands_its_body_parts_to_the_server_write(respx_mock):
+    """Under `mamba_site.server` a stream's parts go to the server's `write` (no ASGI message
+    per part); the start and the end are still ASGI messages."""
+    from mamba_site.handler import Inbox
+
+    respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(text_reply("ok")))
+    scope, inbox, parts = chat_scope(), Inbox(), []
+    scope["extensions"] = {
+        "mamba.server": {"inbox": inbox, "max_body_bytes": 1 << 20, "write": parts.append}
+    }
+    communicator = await start_chat(scope=scope)
+    assert (await communicator.receive_output(timeout=10))["status"] == 200
+    end = await communicator.receive_output(timeout=10)
+    await communicator.wait(timeout=5)
+    assert end == {"type": "http.response.body"}  # no part came as a message
+    body = b"".join(parts)
+    assert body.startswith(b"data: {")
+    assert b'"type":"text-delta"' in body
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
 async def test_chat_under_mamba_server_keeps_one_copy_of_the_request_headers(respx_mock):
     """The server's list of the request's headers (the scope's) is emptied once the view has
     answered: Django's `META` holds them, and a stream keeps its scope for minutes."""

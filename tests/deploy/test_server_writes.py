@@ -94,6 +94,29 @@ async def test_writes_of_one_callback_go_out_in_one_send_without_the_reactor():
     theirs.close()
 
 
+async def test_a_part_sent_now_goes_out_at_once_and_never_ahead_of_what_waits():
+    transport, theirs, reactor = connection_pair()
+    transport.send_now([b"5\r\n", b"first", b"\r\n"])
+    assert read_all(theirs) == b"5\r\nfirst\r\n"  # sent in the call, no loop turn
+    transport.write(b"gathered ")
+    transport.send_now([b"after"])  # behind what this callback gathered
+    assert read_all(theirs) == b""
+    await asyncio.sleep(0)
+    assert read_all(theirs) == b"gathered after"
+    parts = [bytes([65 + index % 26]) * 3000 for index in range(100)]
+    for part in parts:
+        transport.send_now([part])  # until the socket is full, then queued
+    assert reactor.writers == {transport}
+    transport.send_now([b"last"])  # behind the queue
+    received = b""
+    while not received.endswith(b"last"):
+        received += read_all(theirs, timeout=0.05)
+        transport.doWrite()
+    assert received == b"".join(parts) + b"last"
+    assert not reactor.writers
+    theirs.close()
+
+
 async def test_what_a_full_socket_does_not_take_is_queued_and_later_writes_wait_behind_it():
     transport, theirs, reactor = connection_pair()
     parts = [bytes([65 + index % 26]) * 3000 for index in range(200)]  # 600 kB
@@ -134,31 +157,34 @@ async def test_aborting_drops_what_was_gathered():
     theirs.close()
 
 
-def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
-    """A stream keeps its request for minutes, and may wait long on its model before the
-    first part of its body: the head goes out with the response's start, and Twisted's copy
-    of the headers goes with it."""
+def started_request(method):
+    """A `BodyLimitedRequest` on Twisted's dummy channel, its response started; and what its
+    channel's transport was given."""
     from twisted.web.test.requesthelper import DummyChannel
 
     from mamba_site.server import BodyLimitedRequest
 
-    def request(method):
-        channel = DummyChannel()
-        server = SimpleNamespace(
-            max_body_bytes=1000,
-            server_name=None,
-            protocol_connected=lambda request: None,
-            protocol_disconnected=lambda request: None,
-            log_action=lambda *details: None,
-        )
-        channel.factory = SimpleNamespace(server=server, log=lambda request: None)
-        request = BodyLimitedRequest(channel)
-        request.clientproto, request.method = b"HTTP/1.1", method
-        start = {"type": "http.response.start", "status": 200, "headers": [(b"x-custom", b"yes")]}
-        request.handle_reply(start)
-        return request, channel.transport.written
+    channel = DummyChannel()
+    server = SimpleNamespace(
+        max_body_bytes=1000,
+        server_name=None,
+        protocol_connected=lambda request: None,
+        protocol_disconnected=lambda request: None,
+        log_action=lambda *details: None,
+    )
+    channel.factory = SimpleNamespace(server=server, log=lambda request: None)
+    request = BodyLimitedRequest(channel)
+    request.clientproto, request.method = b"HTTP/1.1", method
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"x-custom", b"yes")]}
+    request.handle_reply(start)
+    return request, channel.transport.written
 
-    streamed, written = request(b"POST")
+
+def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
+    """A stream keeps its request for minutes, and may wait long on its model before the
+    first part of its body: the head goes out with the response's start, and Twisted's copy
+    of the headers goes with it."""
+    streamed, written = started_request(b"POST")
     head = written.getvalue().lower()
     assert head.startswith(b"http/1.1 200 ok\r\n")
     assert b"x-custom: yes" in head
@@ -171,9 +197,29 @@ def test_the_head_is_written_at_the_start_and_its_headers_are_not_kept():
     assert streamed.finished
 
     # A HEAD answer keeps Twisted's way: the head with the first part, and no body.
-    headed, written = request(b"HEAD")
+    headed, written = started_request(b"HEAD")
     assert written.getvalue() == b""
     headed.handle_reply({"type": "http.response.body", "body": b"ignored", "more_body": True})
+    assert b"x-custom: yes" in written.getvalue().lower()
+    assert b"ignored" not in written.getvalue()
+
+
+def test_a_part_handed_to_the_request_directly_is_written_as_a_message_would_be():
+    """`write_part` (the handler's way under this server) writes what a body message with
+    `more_body` would: a chunk after the head, nothing for HEAD or once finished."""
+    streamed, written = started_request(b"POST")
+    head = written.getvalue()
+    streamed.write_part(b"data: 1\n\n")
+    streamed.write_part(b"")  # nothing to send, nothing sent
+    assert written.getvalue()[len(head) :] == b"9\r\ndata: 1\n\n\r\n"
+    assert streamed.sentLength == 9
+    streamed.handle_reply({"type": "http.response.body"})
+    assert written.getvalue().endswith(b"\r\n0\r\n\r\n")
+    streamed.write_part(b"too late")  # finished: dropped, as daphne drops such a message
+    assert b"too late" not in written.getvalue()
+
+    headed, written = started_request(b"HEAD")
+    headed.write_part(b"ignored")
     assert b"x-custom: yes" in written.getvalue().lower()
     assert b"ignored" not in written.getvalue()
 
