@@ -109,7 +109,9 @@ async def test_redis_back_after_its_connections_were_reset_fails_no_request(
 
     assert [response.status_code for response in after] == [200] * 50
     assert redis_errors() == errors_before  # every request counted in Redis, none fell back
-    assert after[-1]["RateLimit-Remaining"] == str(1000 - 70)
+    # All 70 counted in Redis: the answer read last says so. Which one that is depends on the
+    # order the concurrent requests reached Redis, not on the order they were sent.
+    assert min(int(response["RateLimit-Remaining"]) for response in after) == 1000 - 70
 
 
 def held_reply(release):
