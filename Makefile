@@ -86,7 +86,7 @@ check: $(VENV)/.installed-dev ## Django's checks and makemigrations --check
 		DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 clean: ## remove .venv, node_modules and the test database file
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .test.sqlite3 test_.test.sqlite3*
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .test.sqlite3 test_*.test.sqlite3*
 
 # Load benchmark of /chat against the fake upstream (~1 min); BENCH_ARGS="--concurrency 50" etc.
 .PHONY: bench

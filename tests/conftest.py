@@ -1,10 +1,12 @@
 """Shared fixtures."""
 
 import inspect
+from pathlib import Path
 
 import pytest
 from asgiref.sync import SyncToAsync
 from django.apps import apps as django_apps
+from django.conf import settings
 from django.db import connections
 
 from agents.models import Agent
@@ -30,6 +32,22 @@ def pytest_sessionstart(session):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(services.services_line(services.database_choice()))
+    # A write-ahead log left by an earlier run of the same process id would be replayed into
+    # the new test database.
+    _remove_sqlite_logs()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Django removes the SQLite test database, not its log and shared-memory files (the
+    # database threads' connections are still open then).
+    _remove_sqlite_logs()
+
+
+def _remove_sqlite_logs():
+    test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if connections["default"].vendor == "sqlite" and test_name:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{test_name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ _database = DATABASES["default"]  # noqa: F405
 if _database["ENGINE"] == "django.db.backends.sqlite3" and _database["NAME"] != ":memory:":
     # A file, as the embedded default is (WAL: a read goes on while the usage outbox writes),
     # not Django's in-memory test database, whose shared cache locks a table being written and
-    # fails a read of it at once ("database table is locked").
+    # fails a read of it at once ("database table is locked"). One per test run (runs in one
+    # checkout at once do not share it); tests/conftest.py removes what SQLite leaves beside it.
     _name = Path(_database["NAME"])
-    _database["TEST"] = {"NAME": str(_name.with_name(f"test_{_name.name}"))}
+    _database["TEST"] = {"NAME": str(_name.with_name(f"test_{os.getpid()}_{_name.name}"))}
