@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from datetime import date
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -10,6 +11,7 @@ from mamba_site import metrics
 from mamba_site import usage as usage_module
 from mamba_site.db import DatabaseUnavailable, db_call
 from mamba_site.models import ApiKeyUsage, FrontendUsage
+from mamba_site.services import KEY, UsageTotal, api_key_create, usage_write
 from mamba_site.usage import frontend_usage_record, usage_outbox, usage_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,3 +122,32 @@ async def test_usage_of_a_deleted_frontend_is_dropped_and_counted(
     assert left == 0
     assert metrics.usage_records_dropped._value.get() == dropped + 1
     assert "their API key or frontend was deleted" in caplog.text
+
+
+def test_usage_write_adds_to_each_owner_and_day_and_skips_deleted_owners():
+    first, second, gone = (api_key_create(name=f"key {n}")[0] for n in range(3))
+    gone_id = gone.pk
+    gone.delete()
+    today, yesterday = date(2026, 11, 30), date(2026, 11, 29)
+    totals = {
+        ((KEY, first.pk), today): UsageTotal(requests=2, input_tokens=10, output_tokens=3),
+        ((KEY, first.pk), yesterday): UsageTotal(requests=1, input_tokens=4, errors=1),
+        ((KEY, second.pk), today): UsageTotal(requests=5, output_tokens=7, errors=2),
+        ((KEY, gone_id), today): UsageTotal(requests=9),
+    }
+    assert usage_write(totals=totals) == [((KEY, gone_id), today)]
+    assert usage_write(totals=totals) == [((KEY, gone_id), today)]  # added to, not replaced
+    counters = {
+        (usage.api_key_id, usage.day): (
+            usage.requests,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.errors,
+        )
+        for usage in ApiKeyUsage.objects.all()
+    }
+    assert counters == {
+        (first.pk, today): (4, 20, 6, 0),
+        (first.pk, yesterday): (2, 8, 0, 2),
+        (second.pk, today): (10, 0, 14, 4),
+    }
