@@ -200,6 +200,21 @@ def upstream(workdir: Path, chunk_delay: float = 0.0) -> Iterator[Server]:
         stop(server)
 
 
+@contextlib.contextmanager
+def floor(workdir: Path, upstream_origin: str) -> Iterator[Server]:
+    """`python -m bench.floor` in front of the upstream at `upstream_origin`; the port comes
+    from its `READY <port>` line."""
+    log_path = workdir / "floor.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["-m", "bench.floor", "--upstream", f"{upstream_origin}/v1", "--port", "0"]
+    server = Server("floor", _spawn(args, env, log_path), 0, log_path)
+    try:
+        server.port = _wait_for_ready_line(server)
+        yield server
+    finally:
+        stop(server)
+
+
 def _wait_for_ready_line(server: Server) -> int:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and server.process.poll() is None:
@@ -207,7 +222,7 @@ def _wait_for_ready_line(server: Server) -> int:
             if line.startswith("READY "):
                 return int(line.split()[1])
         time.sleep(0.05)
-    raise RuntimeError(f"The fake upstream did not start:\n{server.log_tail()}")
+    raise RuntimeError(f"The {server.name} did not start:\n{server.log_tail()}")
 
 
 def mamba_env(

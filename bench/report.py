@@ -176,11 +176,15 @@ def _met(met: bool | None) -> str:
 
 
 def goal_table(rows: list[dict[str, Any]]) -> str:
-    header = ["", "direct", "Mamba", "Mamba vs direct", "goal", "met?"]
+    """The goals; with a floor column (the floor proxy, `bench.floor`) where it was measured."""
+    floor = any(row.get("floor") is not None for row in rows)
+    header = ["", "direct", *(["floor"] if floor else []), "Mamba", "Mamba vs direct"]
+    header += ["goal", "met?"]
     body = [
         [
             row["figure"],
             _fmt(row["direct"], 2) if row["direct"] is not None else "-",
+            *([_fmt(row.get("floor"), 2)] if floor else []),
             _fmt(row["mamba"], 2),
             _vs(row),
             row["goal"],
@@ -213,6 +217,7 @@ LEVEL_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("mamba cores", lambda lv: _proc(lv, "mamba", "cpu_util")),
     ("upstream CPU ms/stream", lambda lv: _proc(lv, "fake-upstream", "cpu_ms_per_stream")),
     ("upstream cores", lambda lv: _proc(lv, "fake-upstream", "cpu_util")),
+    ("floor CPU ms/stream", lambda lv: _proc(lv, "floor", "cpu_ms_per_stream")),
     ("client cores", lambda lv: _proc(lv, "load-generator", "cpu_util")),
     ("other CPU s", lambda lv: _fmt(lv["system"]["other_cpu_s"], 2)),
     ("busiest (cores)", lambda lv: _busiest(lv)),
@@ -229,7 +234,8 @@ def level_table(levels: dict[str, dict[str, Any]]) -> str:
     rows = [
         [name, kind, *(cell(level[kind]) for _, cell in LEVEL_COLUMNS)]
         for name, level in levels.items()
-        for kind in ("direct", "mamba")
+        for kind in ("direct", "mamba", "floor")
+        if kind in level
     ]
     return _table(header, rows)
 

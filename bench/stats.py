@@ -336,11 +336,18 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         return None if figures is None else figures["processes"].get(name, {}).get(key)
 
     def row(
-        figure: str, direct: Any, mamba: Any, vs: Any, vs_kind: str, goal: str, met: Any
+        figure: str,
+        direct: Any,
+        mamba: Any,
+        vs: Any,
+        vs_kind: str,
+        goal: str,
+        met: Any,
+        floor: Any = None,
     ) -> None:
         rows.append(
             {"figure": figure, "direct": direct, "mamba": mamba, "vs": vs, "vs_kind": vs_kind}
-            | {"goal": goal, "met": met}
+            | {"goal": goal, "met": met, "floor": floor}
         )
 
     d1, m1 = level("ttft", "direct"), level("ttft", "mamba")
@@ -419,9 +426,11 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio",
             f"≤ {GOAL_CPU_MS_PER_STREAM:g}",
             _at_most(mamba, GOAL_CPU_MS_PER_STREAM),
+            floor=proc(level("ttft", "floor"), "floor", "cpu_ms_per_stream"),
         )
     models = result.get("cpu_model", {})
     up_model, mamba_model = models.get("fake-upstream", {}), models.get("mamba", {})
+    floor_model = models.get("floor", {})
     prefix = "net_" if "net_fixed_cpu_ms" in mamba_model else ""
     if mamba_model:
         fixed, up_fixed = mamba_model.get(f"{prefix}fixed_cpu_ms"), up_model.get("fixed_cpu_ms")
@@ -433,6 +442,7 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio",
             f"≤ {GOAL_FIXED_CPU_MS:g}",
             _at_most(fixed, GOAL_FIXED_CPU_MS),
+            floor=floor_model.get("fixed_cpu_ms"),
         )
         chunk = mamba_model.get(f"{prefix}cpu_us_per_chunk")
         up_chunk = up_model.get("cpu_us_per_chunk")
@@ -444,6 +454,7 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio",
             f"≤ {GOAL_CPU_US_PER_CHUNK:g}",
             _at_most(chunk, GOAL_CPU_US_PER_CHUNK),
+            floor=floor_model.get("cpu_us_per_chunk"),
         )
     if mh:
         peak = _kib_to_mib(proc(mh, "mamba", "peak_rss_kib"))

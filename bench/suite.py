@@ -4,7 +4,10 @@
 # Three phases, each with its own Mamba process (the fake upstream runs throughout):
 # - load: per level (1 stream with long and with short replies, then two concurrency levels),
 #   a warm-up of both targets, then rounds of direct, mamba, direct, mamba..., so that the
-#   machine's noise falls on both; every round samples CPU and memory of all processes;
+#   machine's noise falls on both; every round samples CPU and memory of all processes; at
+#   1 stream a third target, the floor (`bench.floor`: the thinnest proxy on Mamba's stack),
+#   takes its turn too, so that Mamba's CPU can be read against what passing the stream
+#   through costs at all on this machine;
 # - open: N streams held open at once (the fake's "hang" reply), RSS before and while open;
 # - growth: RSS after a warm-up of W streams, then after each block of the N streams that
 #   follow.
@@ -84,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--set", action="append", default=[], metavar="NAME=VALUE", help="a Mamba setting")
     add("--client", choices=("raw", "httpx"), default="raw", help="the load generator's client")
+    add(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the floor proxy (bench.floor) at 1 stream too (default: yes)",
+    )
     add("--chunks", type=int, default=50, help="content chunks of a reply")
     add("--short-chunks", type=int, default=5, help="chunks of the short reply (CPU model)")
     add("--chunk-delay", type=float, default=0.005, help="upstream pause between chunks (s)")
@@ -192,19 +201,27 @@ async def upstream_active(client: httpx.AsyncClient, upstream: procs.Server) -> 
     return int(response.json()["active"])
 
 
+# The levels at which the floor proxy is measured: those of the CPU model.
+FLOOR_ROLES = ("ttft", "short")
+
+
 async def load_phase(
     args: argparse.Namespace,
     upstream: procs.Server,
     mamba: procs.Server,
     targets: dict[str, load.Target],
+    floor: procs.Server | None = None,
 ) -> dict[str, Any]:
-    servers = [upstream, mamba]
+    servers = [upstream, mamba] + ([floor] if floor else [])
     pooled: dict[str, Any] = {}
     rounds: dict[str, Any] = {}
     raw: dict[str, Any] = {}
     async with load.make_client(1) as control:
         for level in levels(args):
             await reset_upstream(control, upstream)
+            kinds: tuple[str, ...] = ("direct", "mamba")
+            if floor is not None and level.role in FLOOR_ROLES:
+                kinds += ("floor",)
             # Per level and target, a client of one connection per worker, each opened by the
             # warm-up: a round opens none (connection set-up is not what is measured).
             async with contextlib.AsyncExitStack() as stack:
@@ -212,15 +229,15 @@ async def load_phase(
                     kind: await stack.enter_async_context(
                         load.worker_clients(level.concurrency, args.client)
                     )
-                    for kind in ("direct", "mamba")
+                    for kind in kinds
                 }
                 for kind, client in clients.items():
                     count = max(level.concurrency, WARMUP_REQUESTS)
                     await run.warm_up(client, targets[kind], count, level.concurrency, 1)
-                figures: dict[str, list[dict[str, Any]]] = {"direct": [], "mamba": []}
+                figures: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
                 records = []
                 for index in range(args.rounds):
-                    for kind in ("direct", "mamba"):
+                    for kind in kinds:
                         note(f"{level.name}: {kind}, round {index + 1}/{args.rounds}")
                         done = await run_round(clients[kind], targets[kind], level, servers)
                         figures[kind].append(done)
@@ -363,11 +380,16 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def mamba_targets(upstream: procs.Server, mamba: procs.Server, key: str | None) -> dict[str, Any]:
-    return {
+def mamba_targets(
+    upstream: procs.Server, mamba: procs.Server, key: str | None, floor: procs.Server | None
+) -> dict[str, Any]:
+    targets = {
         "direct": load.Target("direct", f"{upstream.origin}/v1/chat/completions"),
         "mamba": load.Target("mamba", f"{mamba.origin}/chat", api_key=key),
     }
+    if floor is not None:  # it passes the fake's replies through: read as direct ones
+        targets["floor"] = load.Target("direct", f"{floor.origin}/v1/chat/completions")
+    return targets
 
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -378,6 +400,11 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(procs.upstream(workdir, args.chunk_delay))
+        floor = (
+            stack.enter_context(procs.floor(workdir, upstream.origin))
+            if args.floor and "load" in args.phases
+            else None
+        )
         settings = procs.mamba_env(
             upstream, workdir, max(64, 2 * largest), args.auth, args.overrides
         )
@@ -403,9 +430,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 log_name=f"mamba-{phase}.log",
                 root=args.checkout,
             ) as mamba:
-                targets = mamba_targets(upstream, mamba, api_key)
+                targets = mamba_targets(upstream, mamba, api_key, floor)
                 if phase == "load":
-                    work = load_phase(args, upstream, mamba, targets)
+                    work = load_phase(args, upstream, mamba, targets, floor)
                 elif phase == "open":
                     work = open_phase(args, upstream, mamba, targets["mamba"])
                 else:
@@ -426,6 +453,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         result["settings"] = settings | {"MAMBA_SECRET_KEY": "<random per run>"}
         result["servers"] = servers | {"fake-upstream": procs.describe(upstream)}
         result.setdefault("log_tails", {})["fake-upstream"] = upstream.log_tail()
+        if floor is not None:
+            result["servers"]["floor"] = procs.describe(floor)
+            result["log_tails"]["floor"] = floor.log_tail()
     return result
 
 
@@ -447,6 +477,10 @@ def derive(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 short["direct"], long["direct"], "fake-upstream", None
             ),
         }
+        if "floor" in short and "floor" in long:
+            result["cpu_model"]["floor"] = stats.cpu_model(
+                short["floor"], long["floor"], "floor", None
+            )
     result["goals"] = stats.goal_rows(result)
     return result
 
@@ -455,8 +489,8 @@ def errors_of(result: dict[str, Any]) -> dict[str, Any]:
     found = {
         f"{name} {kind}": level[kind]["error_kinds"]
         for name, level in result.get("levels", {}).items()
-        for kind in ("direct", "mamba")
-        if level[kind]["errors"]
+        for kind in ("direct", "mamba", "floor")
+        if kind in level and level[kind]["errors"]
     }
     held = result.get("open_streams") or {}
     if held.get("failed") or held.get("ended_early") or held.get("timed_out"):

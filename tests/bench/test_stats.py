@@ -82,3 +82,25 @@ def test_goal_rows_judge_throughput_as_a_ratio_to_direct():
     (row,) = [r for r in goal_rows(result) if r["figure"].startswith("streams/s")]
 
     assert (row["vs"], row["met"]) == (0.89, False)
+
+
+def test_goal_rows_show_the_floor_beside_the_cpu_goals():
+    result = {
+        "cpu_model": {
+            "mamba": {"fixed_cpu_ms": 2.0, "cpu_us_per_chunk": 100.0},
+            "fake-upstream": {"fixed_cpu_ms": 1.0, "cpu_us_per_chunk": 90.0},
+            "floor": {"fixed_cpu_ms": 0.9, "cpu_us_per_chunk": 60.0},
+        }
+    }
+
+    rows = {row["figure"].split(" (")[0]: row for row in goal_rows(result)}
+
+    assert rows["fixed CPU ms per request"]["floor"] == 0.9
+    assert rows["CPU µs per chunk arriving alone"]["floor"] == 60.0
+    assert (
+        rows["CPU µs per chunk arriving alone"]["vs"],
+        rows["fixed CPU ms per request"]["met"],
+    ) == (
+        1.111,
+        False,
+    )
