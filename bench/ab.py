@@ -80,7 +80,7 @@ def run_suite(checkout: Path, json_path: Path, suite_args: list[str]) -> dict[st
 
 def figure(row: dict[str, Any]) -> str:
     """A goal row's figure: Mamba's, how it compares with direct when the row says, and the
-    floor proxy's figure in the same run where it was measured."""
+    floor proxies' figures in the same run where they were measured."""
     value = row.get("mamba")
     text = "-" if value is None else f"{value:g}"
     vs, kind = row.get("vs"), row.get("vs_kind")
@@ -88,8 +88,13 @@ def figure(row: dict[str, Any]) -> str:
         text += f" ({vs:g}x)"
     elif vs is not None and kind == "added_ms":
         text += f" (+{vs:g})"
-    if (floor := row.get("floor")) is not None:
-        text += f" [floor {floor:g}]"
+    floors = [
+        f"{name} {row[key]:g}"
+        for key, name in (("floor", "floor"), ("push_floor", "push"))
+        if row.get(key) is not None
+    ]
+    if floors:
+        text += f" [{', '.join(floors)}]"
     return text + ("" if row.get("met") is not False else " ✗")
 
 

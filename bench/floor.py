@@ -1,15 +1,22 @@
-"""The floor: the thinnest streaming proxy on Mamba's own stack, to measure Mamba against.
+"""The floors: the thinnest streaming proxies, to measure Mamba against.
 
-`python -m bench.floor --upstream URL [--port 0]` serves `POST /v1/chat/completions` on an
-asyncio server under uvloop and passes each request's body to `URL` with aiohttp (Mamba's
-upstream client, pooled the same way), then copies the reply's bytes to the client as they
-arrive, one HTTP chunk per read. Nothing else: no authentication, no validation, no
-translation, no metrics, no logging, no framework. What it spends per request and per chunk
-is what any Python gateway on uvloop and aiohttp pays to pass a stream through on this
-machine; `bench.suite` measures it in the same run as Mamba and the fake (`--floor`).
+`python -m bench.floor --upstream URL [--port 0] [--push]` serves `POST /v1/chat/completions`
+on an asyncio server under uvloop and passes each request's body to `URL`. Nothing else: no
+authentication, no validation, no translation, no metrics, no logging, no framework.
 
-It reads only what the bench sends (a request line, headers, a `Content-Length` body, one
-request at a time per connection); it is not a server for anything else.
+- By default (the floor) with aiohttp, Mamba's upstream client, pooled the same way: the
+  reply's bytes are read as they arrive (a task woken per read, `content.readany()`) and
+  copied to the client, one HTTP chunk per read. What it spends per request and per chunk is
+  what any gateway that reads its upstream through aiohttp's API pays to pass a stream
+  through on this machine.
+- `--push` (the push floor): a plain asyncio protocol per client connection, whose
+  `data_received` writes the upstream's bytes (head and chunked framing as they came) to the
+  client at once: no HTTP parsing, no task woken per chunk. What it spends is about what a
+  Python process pays for the wake-up, the read and the write of a chunk at all.
+
+`bench.suite` measures both in the same run as Mamba and the fake (`--floor`). They read only
+what the bench sends (a request line, headers, a `Content-Length` body, one request at a time
+per connection; the fake's chunked replies); they are not servers for anything else.
 """
 
 import argparse
@@ -17,6 +24,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from urllib.parse import urlsplit
 
 import aiohttp
 import uvloop
@@ -38,12 +46,7 @@ async def proxy(
     """Answer the connection's requests in turn until the client closes it."""
     with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
         while head := await reader.readuntil(b"\r\n\r\n"):
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length)
+            body = await reader.readexactly(_content_length(head))
             async with session.post(url, data=body, headers=HEADERS) as response:
                 if response.status != 200:
                     writer.write(FAILED)
@@ -56,12 +59,65 @@ async def proxy(
     writer.close()
 
 
-async def serve(port: int, upstream: str) -> None:
+# The end of a chunked body; the fake's replies are chunked.
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class _Passing(asyncio.Protocol):
+    """The push floor's upstream connection: every byte goes to the client as it comes."""
+
+    def __init__(self, client: asyncio.WriteTransport) -> None:
+        self.client = client
+        self.reply_ended: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.client.write(data)
+        if data.endswith(LAST_CHUNK):
+            self._end()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if self.reply_ended is not None and not self.reply_ended.done():
+            self.reply_ended.set_result(None)
+
+
+async def push(url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer the connection's requests in turn over one upstream connection of its own."""
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    transport, upstream = await loop.create_connection(
+        lambda: _Passing(writer.transport), parts.hostname or "127.0.0.1", parts.port or 80
+    )
+    request = f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n".encode()
+    request += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in HEADERS.items())
+    with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            body = await reader.readexactly(_content_length(head))
+            upstream.reply_ended = loop.create_future()
+            transport.write(b"%scontent-length: %d\r\n\r\n%s" % (request, len(body), body))
+            await upstream.reply_ended
+    transport.close()
+    writer.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+async def serve(port: int, upstream: str, pushing: bool) -> None:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=600)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         url = f"{upstream}/chat/completions"
         server = await asyncio.start_server(
-            lambda r, w: proxy(session, url, r, w), "127.0.0.1", port
+            (lambda r, w: push(url, r, w)) if pushing else (lambda r, w: proxy(session, url, r, w)),
+            "127.0.0.1",
+            port,
         )
         print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
         stop = asyncio.Event()
@@ -76,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", required=True, help="the fake's base URL, with /v1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--push", action="store_true", help="the push floor (see above)")
     args = parser.parse_args(argv)
-    uvloop.run(serve(args.port, args.upstream.rstrip("/")))
+    uvloop.run(serve(args.port, args.upstream.rstrip("/"), args.push))
     return 0
 
 

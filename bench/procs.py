@@ -201,13 +201,16 @@ def upstream(workdir: Path, chunk_delay: float = 0.0) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def floor(workdir: Path, upstream_origin: str) -> Iterator[Server]:
-    """`python -m bench.floor` in front of the upstream at `upstream_origin`; the port comes
-    from its `READY <port>` line."""
-    log_path = workdir / "floor.log"
+def floor(workdir: Path, upstream_origin: str, *, push: bool = False) -> Iterator[Server]:
+    """`python -m bench.floor` (with `push`: `--push`, the push floor) in front of the upstream
+    at `upstream_origin`; the port comes from its `READY <port>` line."""
+    name = "push-floor" if push else "floor"
+    log_path = workdir / f"{name}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["-m", "bench.floor", "--upstream", f"{upstream_origin}/v1", "--port", "0"]
-    server = Server("floor", _spawn(args, env, log_path), 0, log_path)
+    server = Server(
+        name, _spawn([*args, *(["--push"] if push else [])], env, log_path), 0, log_path
+    )
     try:
         server.port = _wait_for_ready_line(server)
         yield server

@@ -176,15 +176,18 @@ def _met(met: bool | None) -> str:
 
 
 def goal_table(rows: list[dict[str, Any]]) -> str:
-    """The goals; with a floor column (the floor proxy, `bench.floor`) where it was measured."""
-    floor = any(row.get("floor") is not None for row in rows)
-    header = ["", "direct", *(["floor"] if floor else []), "Mamba", "Mamba vs direct"]
-    header += ["goal", "met?"]
+    """The goals; with the floors' columns (the floor proxies, `bench.floor`) where they were
+    measured."""
+    floors = [
+        key for key in ("floor", "push_floor") if any(row.get(key) is not None for row in rows)
+    ]
+    header = ["", "direct", *(key.replace("_", " ") for key in floors), "Mamba"]
+    header += ["Mamba vs direct", "goal", "met?"]
     body = [
         [
             row["figure"],
             _fmt(row["direct"], 2) if row["direct"] is not None else "-",
-            *([_fmt(row.get("floor"), 2)] if floor else []),
+            *(_fmt(row.get(key), 2) for key in floors),
             _fmt(row["mamba"], 2),
             _vs(row),
             row["goal"],
@@ -218,6 +221,7 @@ LEVEL_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("upstream CPU ms/stream", lambda lv: _proc(lv, "fake-upstream", "cpu_ms_per_stream")),
     ("upstream cores", lambda lv: _proc(lv, "fake-upstream", "cpu_util")),
     ("floor CPU ms/stream", lambda lv: _proc(lv, "floor", "cpu_ms_per_stream")),
+    ("push floor CPU ms/stream", lambda lv: _proc(lv, "push-floor", "cpu_ms_per_stream")),
     ("client cores", lambda lv: _proc(lv, "load-generator", "cpu_util")),
     ("other CPU s", lambda lv: _fmt(lv["system"]["other_cpu_s"], 2)),
     ("busiest (cores)", lambda lv: _busiest(lv)),
@@ -234,7 +238,7 @@ def level_table(levels: dict[str, dict[str, Any]]) -> str:
     rows = [
         [name, kind, *(cell(level[kind]) for _, cell in LEVEL_COLUMNS)]
         for name, level in levels.items()
-        for kind in ("direct", "mamba", "floor")
+        for kind in ("direct", "mamba", "floor", "push-floor")
         if kind in level
     ]
     return _table(header, rows)

@@ -344,10 +344,11 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         goal: str,
         met: Any,
         floor: Any = None,
+        push_floor: Any = None,
     ) -> None:
         rows.append(
             {"figure": figure, "direct": direct, "mamba": mamba, "vs": vs, "vs_kind": vs_kind}
-            | {"goal": goal, "met": met, "floor": floor}
+            | {"goal": goal, "met": met, "floor": floor, "push_floor": push_floor}
         )
 
     d1, m1 = level("ttft", "direct"), level("ttft", "mamba")
@@ -427,10 +428,11 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"≤ {GOAL_CPU_MS_PER_STREAM:g}",
             _at_most(mamba, GOAL_CPU_MS_PER_STREAM),
             floor=proc(level("ttft", "floor"), "floor", "cpu_ms_per_stream"),
+            push_floor=proc(level("ttft", "push-floor"), "push-floor", "cpu_ms_per_stream"),
         )
     models = result.get("cpu_model", {})
     up_model, mamba_model = models.get("fake-upstream", {}), models.get("mamba", {})
-    floor_model = models.get("floor", {})
+    floor_model, push_model = models.get("floor", {}), models.get("push-floor", {})
     prefix = "net_" if "net_fixed_cpu_ms" in mamba_model else ""
     if mamba_model:
         fixed, up_fixed = mamba_model.get(f"{prefix}fixed_cpu_ms"), up_model.get("fixed_cpu_ms")
@@ -443,6 +445,7 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"≤ {GOAL_FIXED_CPU_MS:g}",
             _at_most(fixed, GOAL_FIXED_CPU_MS),
             floor=floor_model.get("fixed_cpu_ms"),
+            push_floor=push_model.get("fixed_cpu_ms"),
         )
         chunk = mamba_model.get(f"{prefix}cpu_us_per_chunk")
         up_chunk = up_model.get("cpu_us_per_chunk")
@@ -455,6 +458,7 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"≤ {GOAL_CPU_US_PER_CHUNK:g}",
             _at_most(chunk, GOAL_CPU_US_PER_CHUNK),
             floor=floor_model.get("cpu_us_per_chunk"),
+            push_floor=push_model.get("cpu_us_per_chunk"),
         )
     if mh:
         peak = _kib_to_mib(proc(mh, "mamba", "peak_rss_kib"))

@@ -5,9 +5,10 @@
 # - load: per level (1 stream with long and with short replies, then two concurrency levels),
 #   a warm-up of both targets, then rounds of direct, mamba, direct, mamba..., so that the
 #   machine's noise falls on both; every round samples CPU and memory of all processes; at
-#   1 stream a third target, the floor (`bench.floor`: the thinnest proxy on Mamba's stack),
-#   takes its turn too, so that Mamba's CPU can be read against what passing the stream
-#   through costs at all on this machine;
+#   1 stream two more targets, the floors (`bench.floor`: the thinnest proxies, through
+#   aiohttp's reader and pushed from the protocol's callback), take their turns too, so that
+#   Mamba's CPU can be read against what passing the stream through costs at all on this
+#   machine;
 # - open: N streams held open at once (the fake's "hang" reply), RSS before and while open;
 # - growth: RSS after a warm-up of W streams, then after each block of the N streams that
 #   follow.
@@ -91,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--floor",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="measure the floor proxy (bench.floor) at 1 stream too (default: yes)",
+        help="measure the floor proxies (bench.floor) at 1 stream too (default: yes)",
     )
     add("--chunks", type=int, default=50, help="content chunks of a reply")
     add("--short-chunks", type=int, default=5, help="chunks of the short reply (CPU model)")
@@ -201,8 +202,10 @@ async def upstream_active(client: httpx.AsyncClient, upstream: procs.Server) -> 
     return int(response.json()["active"])
 
 
-# The levels at which the floor proxy is measured: those of the CPU model.
+# The levels at which the floor proxies are measured: those of the CPU model.
 FLOOR_ROLES = ("ttft", "short")
+# The floor proxies' targets and process names, as `procs.floor` names them.
+FLOORS = ("floor", "push-floor")
 
 
 async def load_phase(
@@ -210,9 +213,9 @@ async def load_phase(
     upstream: procs.Server,
     mamba: procs.Server,
     targets: dict[str, load.Target],
-    floor: procs.Server | None = None,
+    floors: tuple[procs.Server, ...] = (),
 ) -> dict[str, Any]:
-    servers = [upstream, mamba] + ([floor] if floor else [])
+    servers = [upstream, mamba, *floors]
     pooled: dict[str, Any] = {}
     rounds: dict[str, Any] = {}
     raw: dict[str, Any] = {}
@@ -220,8 +223,8 @@ async def load_phase(
         for level in levels(args):
             await reset_upstream(control, upstream)
             kinds: tuple[str, ...] = ("direct", "mamba")
-            if floor is not None and level.role in FLOOR_ROLES:
-                kinds += ("floor",)
+            if level.role in FLOOR_ROLES:
+                kinds += tuple(floor.name for floor in floors)
             # Per level and target, a client of one connection per worker, each opened by the
             # warm-up: a round opens none (connection set-up is not what is measured).
             async with contextlib.AsyncExitStack() as stack:
@@ -381,14 +384,17 @@ def note(message: str) -> None:
 
 
 def mamba_targets(
-    upstream: procs.Server, mamba: procs.Server, key: str | None, floor: procs.Server | None
+    upstream: procs.Server,
+    mamba: procs.Server,
+    key: str | None,
+    floors: tuple[procs.Server, ...] = (),
 ) -> dict[str, Any]:
     targets = {
         "direct": load.Target("direct", f"{upstream.origin}/v1/chat/completions"),
         "mamba": load.Target("mamba", f"{mamba.origin}/chat", api_key=key),
     }
-    if floor is not None:  # it passes the fake's replies through: read as direct ones
-        targets["floor"] = load.Target("direct", f"{floor.origin}/v1/chat/completions")
+    for floor in floors:  # they pass the fake's replies through: read as direct ones
+        targets[floor.name] = load.Target("direct", f"{floor.origin}/v1/chat/completions")
     return targets
 
 
@@ -400,10 +406,13 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(procs.upstream(workdir, args.chunk_delay))
-        floor = (
-            stack.enter_context(procs.floor(workdir, upstream.origin))
+        floors = (
+            tuple(
+                stack.enter_context(procs.floor(workdir, upstream.origin, push=push))
+                for push in (False, True)
+            )
             if args.floor and "load" in args.phases
-            else None
+            else ()
         )
         settings = procs.mamba_env(
             upstream, workdir, max(64, 2 * largest), args.auth, args.overrides
@@ -430,9 +439,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 log_name=f"mamba-{phase}.log",
                 root=args.checkout,
             ) as mamba:
-                targets = mamba_targets(upstream, mamba, api_key, floor)
+                targets = mamba_targets(upstream, mamba, api_key, floors)
                 if phase == "load":
-                    work = load_phase(args, upstream, mamba, targets, floor)
+                    work = load_phase(args, upstream, mamba, targets, floors)
                 elif phase == "open":
                     work = open_phase(args, upstream, mamba, targets["mamba"])
                 else:
@@ -453,9 +462,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         result["settings"] = settings | {"MAMBA_SECRET_KEY": "<random per run>"}
         result["servers"] = servers | {"fake-upstream": procs.describe(upstream)}
         result.setdefault("log_tails", {})["fake-upstream"] = upstream.log_tail()
-        if floor is not None:
-            result["servers"]["floor"] = procs.describe(floor)
-            result["log_tails"]["floor"] = floor.log_tail()
+        for floor in floors:
+            result["servers"][floor.name] = procs.describe(floor)
+            result["log_tails"][floor.name] = floor.log_tail()
     return result
 
 
@@ -477,10 +486,9 @@ def derive(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 short["direct"], long["direct"], "fake-upstream", None
             ),
         }
-        if "floor" in short and "floor" in long:
-            result["cpu_model"]["floor"] = stats.cpu_model(
-                short["floor"], long["floor"], "floor", None
-            )
+        for name in FLOORS:
+            if name in short and name in long:
+                result["cpu_model"][name] = stats.cpu_model(short[name], long[name], name, None)
     result["goals"] = stats.goal_rows(result)
     return result
 
@@ -489,7 +497,7 @@ def errors_of(result: dict[str, Any]) -> dict[str, Any]:
     found = {
         f"{name} {kind}": level[kind]["error_kinds"]
         for name, level in result.get("levels", {}).items()
-        for kind in ("direct", "mamba", "floor")
+        for kind in ("direct", "mamba", *FLOORS)
         if kind in level and level[kind]["errors"]
     }
     held = result.get("open_streams") or {}

@@ -1,4 +1,4 @@
-"""The floor proxy (bench/floor.py) in its own process, in front of the fake upstream."""
+"""The floor proxies (bench/floor.py) in their own processes, in front of the fake upstream."""
 
 import pytest
 
@@ -14,6 +14,12 @@ async def upstream():
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(params=[False, True], ids=["floor", "push-floor"])
+def any_floor(request, upstream, tmp_path):
+    with procs.floor(tmp_path, upstream.origin, push=request.param) as server:
+        yield server
 
 
 @pytest.fixture
@@ -34,12 +40,12 @@ def through(floor):
     return Target("direct", f"{floor.origin}/v1/chat/completions")
 
 
-async def test_floor_passes_the_upstream_reply_through(floor, upstream, conn):
+async def test_floors_pass_the_upstream_reply_through(any_floor, upstream, conn):
     direct = await one_request_raw(
         conn, Target("direct", f"{upstream.origin}/v1/chat/completions"), "bench:3"
     )
-    first = await one_request_raw(conn, through(floor), "bench:3")
-    second = await one_request_raw(conn, through(floor), "bench:2")  # one connection
+    first = await one_request_raw(conn, through(any_floor), "bench:3")
+    second = await one_request_raw(conn, through(any_floor), "bench:2")  # one connection
 
     assert (first.ok, first.status, first.tokens, first.done) == (True, 200, 3, True)
     assert (first.events, first.bytes) == (direct.events, direct.bytes)

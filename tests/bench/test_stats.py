@@ -84,12 +84,13 @@ def test_goal_rows_judge_throughput_as_a_ratio_to_direct():
     assert (row["vs"], row["met"]) == (0.89, False)
 
 
-def test_goal_rows_show_the_floor_beside_the_cpu_goals():
+def test_goal_rows_show_the_floors_beside_the_cpu_goals():
     result = {
         "cpu_model": {
             "mamba": {"fixed_cpu_ms": 2.0, "cpu_us_per_chunk": 100.0},
             "fake-upstream": {"fixed_cpu_ms": 1.0, "cpu_us_per_chunk": 90.0},
             "floor": {"fixed_cpu_ms": 0.9, "cpu_us_per_chunk": 60.0},
+            "push-floor": {"fixed_cpu_ms": 0.4, "cpu_us_per_chunk": 40.0},
         }
     }
 
@@ -97,6 +98,7 @@ def test_goal_rows_show_the_floor_beside_the_cpu_goals():
 
     assert rows["fixed CPU ms per request"]["floor"] == 0.9
     assert rows["CPU µs per chunk arriving alone"]["floor"] == 60.0
+    assert rows["CPU µs per chunk arriving alone"]["push_floor"] == 40.0
     assert (
         rows["CPU µs per chunk arriving alone"]["vs"],
         rows["fixed CPU ms per request"]["met"],
