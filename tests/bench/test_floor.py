@@ -4,16 +4,6 @@ import pytest
 
 from bench import procs
 from bench.load import Target, one_request_raw
-from bench.rawhttp import RawConnection
-from tests.fake_upstream import FakeUpstream
-
-
-@pytest.fixture
-async def upstream():
-    server = FakeUpstream()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture(params=[False, True], ids=["floor", "push-floor"])
@@ -26,13 +16,6 @@ def any_floor(request, upstream, tmp_path):
 def floor(upstream, tmp_path):
     with procs.floor(tmp_path, upstream.origin) as server:
         yield server
-
-
-@pytest.fixture
-async def conn():
-    connection = RawConnection()
-    yield connection
-    await connection.aclose()
 
 
 def through(floor):

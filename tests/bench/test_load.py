@@ -2,26 +2,8 @@
 
 import asyncio
 
-import pytest
-
 from bench.load import Target, hold_streams, one_request_raw
 from bench.rawhttp import RawConnection
-from tests.fake_upstream import FakeUpstream
-
-
-@pytest.fixture
-async def upstream():
-    server = FakeUpstream()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def conn():
-    connection = RawConnection()
-    yield connection
-    await connection.aclose()
 
 
 def direct(server):
