@@ -58,26 +58,42 @@ async def db_call[T](
     timeout: float | None = None,  # noqa: ASYNC109
     operation: str = "",
     meanwhile: str = "the request that needed it was answered 503",
+    settle: bool = False,
 ) -> T:
     """`fn(*args)` on a database thread; raises `DatabaseUnavailable` after `timeout` seconds
     (default `DATABASE_TIMEOUT_SECONDS`) or when the database fails, which is logged with
     `meanwhile` (what the service does instead). Other errors (a bug, an integrity error)
-    are raised as they are."""
+    are raised as they are.
+
+    A call still running at its deadline goes on in the background, bounded at the source
+    (module docstring), and may yet commit. With `settle`, for a write whose outcome must be
+    known (a batch of usage written again would be counted twice), such a call is waited for
+    and its own outcome returned or raised; one that had not started is cancelled."""
     name = operation or getattr(fn, "__name__", "call").lstrip("_")
     limit = settings.DATABASE_TIMEOUT_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + limit
     # The caller's context goes along: log lines from the thread carry its request id.
     context = contextvars.copy_context()
     future = _threads.executor().submit(context.run, _run, fn, args, deadline)
+    outcome = asyncio.wrap_future(future)
     try:
-        # On timeout the call is cancelled if it has not started; a running one ends by its
-        # own deadline (the watchdog), in the background.
-        result = await asyncio.wait_for(asyncio.wrap_future(future), limit)
-    except TimeoutError:
-        metrics.database_calls.labels(name, "timeout").inc()
-        reason = f"no answer within {limit:g} s"
-        database_state.failed(name, reason, meanwhile=meanwhile)
-        raise DatabaseUnavailable(reason, timed_out=True) from None
+        try:
+            # On timeout the call is cancelled if it has not started; a running one ends by
+            # its own deadline (the watchdog), in the background.
+            result = await asyncio.wait_for(asyncio.shield(outcome) if settle else outcome, limit)
+        except TimeoutError:
+            reason = f"no answer within {limit:g} s"
+            database_state.failed(name, reason, meanwhile=meanwhile)
+            if not settle or future.cancel():
+                metrics.database_calls.labels(name, "timeout").inc()
+                raise DatabaseUnavailable(reason, timed_out=True) from None
+            # Counted by how it ends: "ok" once it has, or "error".
+            result = await outcome
+            logger.warning(
+                "A database call (%s) ended %.1f s after its deadline",
+                name,
+                time.monotonic() - deadline,
+            )
     except (OperationalError, InterfaceError) as error:
         metrics.database_calls.labels(name, "error").inc()
         database_state.failed(name, error, meanwhile=meanwhile)

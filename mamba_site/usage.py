@@ -95,6 +95,8 @@ class UsageOutbox:
         count = len(self._records)
         self._records.clear()
         if count:
+            if self._inflight is not None and not self._inflight.done():
+                why += " (a write of them was still under way: the database may yet take it)"
             metrics.usage_records_dropped.inc(count)
             logger.error("%d usage records lost: %s", count, why, extra={"records": count})
 
@@ -163,6 +165,9 @@ class UsageOutbox:
                 usage_totals(batch),
                 operation="usage",
                 meanwhile=f"{len(self._records)} usage records kept in memory and retried",
+                # A write that outlives its deadline may still commit: retried meanwhile, the
+                # batch would be counted twice.
+                settle=True,
             )
         except DatabaseUnavailable:
             return False

@@ -3,7 +3,7 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from prometheus_client import REGISTRY
 
 from mamba_site.db import DatabaseUnavailable, db_call
@@ -48,6 +48,25 @@ async def test_db_call_gives_up_at_its_timeout_while_other_calls_go_on():
     assert caught.value.timed_out
     assert str(caught.value) == "no answer within 0.2 s"
     assert time.monotonic() - started < 1
+    assert not database_state.up
+
+
+async def test_db_call_settles_a_call_that_outlives_its_deadline():
+    def late(value):
+        time.sleep(0.4)
+        if value is None:
+            raise OperationalError("the server closed the connection")
+        return value
+
+    started = time.monotonic()
+    # The call may still commit: the caller learns how it really ended, not "timed out".
+    assert await db_call(late, "taken", timeout=0.2, operation="late", settle=True) == "taken"
+    assert time.monotonic() - started >= 0.4
+    assert database_state.up  # its success counts once it is known
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await db_call(late, None, timeout=0.2, operation="late", settle=True)
+    assert not caught.value.timed_out
+    assert str(caught.value) == "OperationalError"
     assert not database_state.up
 
 

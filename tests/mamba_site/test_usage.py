@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import transaction
 
 from mamba_site import metrics
 from mamba_site import usage as usage_module
@@ -151,3 +152,28 @@ def test_usage_write_adds_to_each_owner_and_day_and_skips_deleted_owners():
         (first.pk, yesterday): (2, 8, 0, 2),
         (second.pk, today): (10, 0, 14, 4),
     }
+
+
+async def test_usage_written_past_its_deadline_is_counted_once(issue_key, settings, monkeypatch):
+    settings.USAGE_WRITE_DELAY_SECONDS = 0
+    settings.DATABASE_TIMEOUT_SECONDS = 0.2
+    api_key, _ = await issue_key()
+    calls = []
+
+    def slow_first(totals):
+        calls.append(len(totals))
+        with transaction.atomic():
+            missing = usage_write.__wrapped__(totals=totals)  # in this transaction
+            if len(calls) == 1:
+                time.sleep(0.5)  # written, committed only after the call's deadline
+        return missing
+
+    monkeypatch.setattr(usage_module, "_write", slow_first)
+    usage_record(api_key_id=api_key.pk, input_tokens=5, output_tokens=1, error=False)
+    await written(api_key, 1)
+    assert await usage_outbox.flush(time.monotonic() + 5) == 0
+    await asyncio.sleep(usage_module.FIRST_RETRY_SECONDS + 0.2)  # no retry of the written batch
+    usage = await written(api_key, 1)
+    assert (usage.requests, usage.input_tokens) == (1, 5)
+    assert calls == [1]
+    assert len(usage_outbox) == 0
