@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from bench import procs, run
+from bench import procs, run, stats
+from bench.procs import FLOORS
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ab.json"
 
@@ -89,8 +90,8 @@ def figure(row: dict[str, Any]) -> str:
     elif vs is not None and kind == "added_ms":
         text += f" (+{vs:g})"
     floors = [
-        f"{name} {row[key]:g}"
-        for key, name in (("floor", "floor"), ("push_floor", "push"))
+        f"{short} {row[key]:g}"
+        for key, short in ((stats.floor_key(name), floor.short) for name, floor in FLOORS.items())
         if row.get(key) is not None
     ]
     if floors:

@@ -13,6 +13,13 @@ authentication, no validation, no translation, no metrics, no logging, no framew
   `data_received` writes the upstream's bytes (head and chunked framing as they came) to the
   client at once: no HTTP parsing, no task woken per chunk. What it spends is about what a
   Python process pays for the wake-up, the read and the write of a chunk at all.
+- `--push --translate` (the push translator): the push floor doing Mamba's own work on each
+  read in that callback: the reply parsed as HTTP (httptools, the parser under aiohttp's),
+  its lines split, each event decoded (orjson), translated and encoded as UI message chunks
+  (`chat.translate`, `chat.protocol`), written as one HTTP chunk; `start`, `start-step`, the
+  closing chunks and `[DONE]` as Mamba writes them. What a gateway built that way (an HTTP
+  client of its own, no task per chunk) would pay before authentication, limits, metrics
+  and usage.
 
 `bench.suite` measures both in the same run as Mamba and the fake (`--floor`). They read only
 what the bench sends (a request line, headers, a `Content-Length` body, one request at a time
@@ -27,7 +34,12 @@ import sys
 from urllib.parse import urlsplit
 
 import aiohttp
+import httptools
+import orjson
 import uvloop
+
+from chat import protocol as p
+from chat.translate import BlockIds, Translator
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
@@ -54,7 +66,7 @@ async def proxy(
                 writer.write(HEAD)
                 content = response.content
                 while data := await content.readany():
-                    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    writer.write(_chunk(data))
                 writer.write(b"0\r\n\r\n")
     writer.close()
 
@@ -83,12 +95,62 @@ class _Passing(asyncio.Protocol):
             self.reply_ended.set_result(None)
 
 
-async def push(url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class _Translating(_Passing):
+    """The push translator's upstream connection: each read parsed, translated and written
+    to the client at once (httptools calls `on_*` from `feed_data`)."""
+
+    def __init__(self, client: asyncio.WriteTransport) -> None:
+        super().__init__(client)
+        self.parser = httptools.HttpResponseParser(self)
+        self.rest = b""
+        self.translator = Translator(BlockIds("floor"))
+        self.replies = 0
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.client.close()
+            self._end()
+
+    def on_headers_complete(self) -> None:
+        self.replies += 1
+        self.rest = b""
+        self.translator = Translator(BlockIds(f"floor{self.replies}"))
+        opening = p.encode(p.Start(f"msg-floor{self.replies}")) + p.encode(p.StartStep())
+        self.client.write(HEAD + _chunk(opening))
+
+    def on_body(self, body: bytes) -> None:
+        lines = (self.rest + body).split(b"\n")
+        self.rest = lines.pop()
+        out = []
+        for line in lines:
+            if line.startswith(b"data:") and (data := line[5:].strip()) != b"[DONE]":
+                out += [p.encode(event) for event in self.translator.feed(orjson.loads(data))]
+        if out:
+            self.client.write(_chunk(b"".join(out)))
+
+    def on_message_complete(self) -> None:
+        events = [*self.translator.close(), p.FinishStep()]
+        events.append(p.Finish(self.translator.finish_reason or "other"))
+        closing = b"".join(p.encode(event) for event in events) + b"data: [DONE]\n\n"
+        self.client.write(_chunk(closing) + LAST_CHUNK)
+        self._end()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def push(
+    url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, translating: bool
+) -> None:
     """Answer the connection's requests in turn over one upstream connection of its own."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
+    protocol = _Translating if translating else _Passing
     transport, upstream = await loop.create_connection(
-        lambda: _Passing(writer.transport), parts.hostname or "127.0.0.1", parts.port or 80
+        lambda: protocol(writer.transport), parts.hostname or "127.0.0.1", parts.port or 80
     )
     request = f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n".encode()
     request += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in HEADERS.items())
@@ -110,12 +172,14 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
-async def serve(port: int, upstream: str, pushing: bool) -> None:
+async def serve(port: int, upstream: str, pushing: bool, translating: bool) -> None:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=600)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         url = f"{upstream}/chat/completions"
         server = await asyncio.start_server(
-            (lambda r, w: push(url, r, w)) if pushing else (lambda r, w: proxy(session, url, r, w)),
+            (lambda r, w: push(url, r, w, translating))
+            if pushing
+            else (lambda r, w: proxy(session, url, r, w)),
             "127.0.0.1",
             port,
         )
@@ -133,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="the fake's base URL, with /v1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--push", action="store_true", help="the push floor (see above)")
+    parser.add_argument(
+        "--translate", action="store_true", help="with --push: the push translator (see above)"
+    )
     args = parser.parse_args(argv)
-    uvloop.run(serve(args.port, args.upstream.rstrip("/"), args.push))
+    if args.translate and not args.push:
+        parser.error("--translate goes with --push")
+    uvloop.run(serve(args.port, args.upstream.rstrip("/"), args.push, args.translate))
     return 0
 
 

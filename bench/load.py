@@ -23,7 +23,9 @@ TIMEOUT_SECONDS = 120.0  # the longest one request may take, start to end of bod
 class Target:
     """Where a scenario sends its requests, and how to read one SSE event of the reply."""
 
-    kind: str  # "direct" (OpenAI chunks) or "mamba" (UI message stream)
+    # "direct" (OpenAI chunks), "mamba" (UI message stream) or "translator" (the push
+    # translator, `bench.floor`: asked as the upstream is, answering as Mamba does)
+    kind: str
     url: str
     api_key: str | None = None  # sent as X-API-Key (Mamba in `api_key` auth mode)
 
@@ -37,7 +39,7 @@ class Target:
 
     def body(self, text: str) -> dict[str, Any]:
         messages = [{"role": "user", "content": text}]
-        if self.kind == "direct":
+        if self.kind != "mamba":
             options = {"stream": True, "stream_options": {"include_usage": True}}
             return {"model": MODEL, "messages": messages, **options}
         return {"model": MODEL, "messages": messages, "tools": []}
@@ -117,7 +119,11 @@ def _mamba_finish(event: bytes) -> bool:
     return event.startswith(b'data: {"type":"finish"')
 
 
-CLASSIFIERS = {"direct": (_direct_token, _direct_finish), "mamba": (_mamba_token, _mamba_finish)}
+CLASSIFIERS = {
+    "direct": (_direct_token, _direct_finish),
+    "mamba": (_mamba_token, _mamba_finish),
+    "translator": (_mamba_token, _mamba_finish),
+}
 
 
 async def one_request(client: httpx.AsyncClient, target: Target, text: str) -> Outcome:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -200,17 +200,28 @@ def upstream(workdir: Path, chunk_delay: float = 0.0) -> Iterator[Server]:
         stop(server)
 
 
+class Floor(NamedTuple):
+    short: str  # its name beside a figure
+    options: tuple[str, ...]
+    kind: str  # the `load.Target` kind of its replies
+
+
+# The floor proxies (`bench.floor`, whose docstring says what each is), by process name.
+FLOORS = {
+    "floor": Floor("floor", (), "direct"),
+    "push-floor": Floor("push", ("--push",), "direct"),
+    "push-translator": Floor("push tr", ("--push", "--translate"), "translator"),
+}
+
+
 @contextlib.contextmanager
-def floor(workdir: Path, upstream_origin: str, *, push: bool = False) -> Iterator[Server]:
-    """`python -m bench.floor` (with `push`: `--push`, the push floor) in front of the upstream
-    at `upstream_origin`; the port comes from its `READY <port>` line."""
-    name = "push-floor" if push else "floor"
+def floor(workdir: Path, upstream_origin: str, name: str = "floor") -> Iterator[Server]:
+    """`python -m bench.floor` as the floor proxy `name` (one of `FLOORS`) in front of the
+    upstream at `upstream_origin`; the port comes from its `READY <port>` line."""
     log_path = workdir / f"{name}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["-m", "bench.floor", "--upstream", f"{upstream_origin}/v1", "--port", "0"]
-    server = Server(
-        name, _spawn([*args, *(["--push"] if push else [])], env, log_path), 0, log_path
-    )
+    server = Server(name, _spawn([*args, *FLOORS[name].options], env, log_path), 0, log_path)
     try:
         server.port = _wait_for_ready_line(server)
         yield server

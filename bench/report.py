@@ -8,6 +8,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import stats
+from bench.procs import FLOORS
+
 PACKAGES = (
     "django",
     "daphne",
@@ -179,7 +182,7 @@ def goal_table(rows: list[dict[str, Any]]) -> str:
     """The goals; with the floors' columns (the floor proxies, `bench.floor`) where they were
     measured."""
     floors = [
-        key for key in ("floor", "push_floor") if any(row.get(key) is not None for row in rows)
+        key for key in map(stats.floor_key, FLOORS) if any(row.get(key) is not None for row in rows)
     ]
     header = ["", "direct", *(key.replace("_", " ") for key in floors), "Mamba"]
     header += ["Mamba vs direct", "goal", "met?"]
@@ -207,6 +210,10 @@ def _mib(level: dict[str, Any], name: str) -> str:
     return "-" if value is None else f"{value / 1024:.0f}"
 
 
+def _cpu_ms_per_stream_of(name: str) -> Callable[[dict[str, Any]], str]:
+    return lambda level: _proc(level, name, "cpu_ms_per_stream")
+
+
 LEVEL_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("streams/s (rounds)", lambda lv: f"{_fmt(lv['streams_per_s'])} ({_rounds(lv)})"),
     ("err", lambda lv: _fmt(lv["errors"])),
@@ -220,8 +227,7 @@ LEVEL_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("mamba cores", lambda lv: _proc(lv, "mamba", "cpu_util")),
     ("upstream CPU ms/stream", lambda lv: _proc(lv, "fake-upstream", "cpu_ms_per_stream")),
     ("upstream cores", lambda lv: _proc(lv, "fake-upstream", "cpu_util")),
-    ("floor CPU ms/stream", lambda lv: _proc(lv, "floor", "cpu_ms_per_stream")),
-    ("push floor CPU ms/stream", lambda lv: _proc(lv, "push-floor", "cpu_ms_per_stream")),
+    *((f"{name.replace('-', ' ')} CPU ms/stream", _cpu_ms_per_stream_of(name)) for name in FLOORS),
     ("client cores", lambda lv: _proc(lv, "load-generator", "cpu_util")),
     ("other CPU s", lambda lv: _fmt(lv["system"]["other_cpu_s"], 2)),
     ("busiest (cores)", lambda lv: _busiest(lv)),
@@ -238,7 +244,7 @@ def level_table(levels: dict[str, dict[str, Any]]) -> str:
     rows = [
         [name, kind, *(cell(level[kind]) for _, cell in LEVEL_COLUMNS)]
         for name, level in levels.items()
-        for kind in ("direct", "mamba", "floor", "push-floor")
+        for kind in ("direct", "mamba", *FLOORS)
         if kind in level
     ]
     return _table(header, rows)

@@ -1,11 +1,12 @@
 """Figures of a scenario (latency percentiles, throughput, CPU, memory) and mamba/direct ratios."""
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from bench.load import Outcome, RunResult
-from bench.procs import ProcSample
+from bench.procs import FLOORS, ProcSample
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -322,6 +323,11 @@ def _kib_to_mib(value: float | None) -> float | None:
     return None if value is None else round(value / 1024, 1)
 
 
+def floor_key(name: str) -> str:
+    """The key of a floor proxy's figure in a goal row ("push-floor": "push_floor")."""
+    return name.replace("-", "_")
+
+
 def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's table: one row per goal, with direct, Mamba, how they compare, the goal,
     and whether it is met (None: not measured in this run)."""
@@ -343,12 +349,12 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         vs_kind: str,
         goal: str,
         met: Any,
-        floor: Any = None,
-        push_floor: Any = None,
+        floors: Callable[[str], Any] = lambda name: None,
     ) -> None:
         rows.append(
             {"figure": figure, "direct": direct, "mamba": mamba, "vs": vs, "vs_kind": vs_kind}
-            | {"goal": goal, "met": met, "floor": floor, "push_floor": push_floor}
+            | {"goal": goal, "met": met}
+            | {floor_key(name): floors(name) for name in FLOORS}
         )
 
     d1, m1 = level("ttft", "direct"), level("ttft", "mamba")
@@ -427,12 +433,10 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio",
             f"≤ {GOAL_CPU_MS_PER_STREAM:g}",
             _at_most(mamba, GOAL_CPU_MS_PER_STREAM),
-            floor=proc(level("ttft", "floor"), "floor", "cpu_ms_per_stream"),
-            push_floor=proc(level("ttft", "push-floor"), "push-floor", "cpu_ms_per_stream"),
+            lambda name: proc(level("ttft", name), name, "cpu_ms_per_stream"),
         )
     models = result.get("cpu_model", {})
     up_model, mamba_model = models.get("fake-upstream", {}), models.get("mamba", {})
-    floor_model, push_model = models.get("floor", {}), models.get("push-floor", {})
     prefix = "net_" if "net_fixed_cpu_ms" in mamba_model else ""
     if mamba_model:
         fixed, up_fixed = mamba_model.get(f"{prefix}fixed_cpu_ms"), up_model.get("fixed_cpu_ms")
@@ -444,8 +448,7 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio",
             f"≤ {GOAL_FIXED_CPU_MS:g}",
             _at_most(fixed, GOAL_FIXED_CPU_MS),
-            floor=floor_model.get("fixed_cpu_ms"),
-            push_floor=push_model.get("fixed_cpu_ms"),
+            lambda name: models.get(name, {}).get("fixed_cpu_ms"),
         )
         chunk = mamba_model.get(f"{prefix}cpu_us_per_chunk")
         up_chunk = up_model.get("cpu_us_per_chunk")
@@ -457,8 +460,7 @@ def goal_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio",
             f"≤ {GOAL_CPU_US_PER_CHUNK:g}",
             _at_most(chunk, GOAL_CPU_US_PER_CHUNK),
-            floor=floor_model.get("cpu_us_per_chunk"),
-            push_floor=push_model.get("cpu_us_per_chunk"),
+            lambda name: models.get(name, {}).get("cpu_us_per_chunk"),
         )
     if mh:
         peak = _kib_to_mib(proc(mh, "mamba", "peak_rss_kib"))

@@ -205,7 +205,7 @@ async def upstream_active(client: httpx.AsyncClient, upstream: procs.Server) -> 
 # The levels at which the floor proxies are measured: those of the CPU model.
 FLOOR_ROLES = ("ttft", "short")
 # The floor proxies' targets and process names, as `procs.floor` names them.
-FLOORS = ("floor", "push-floor")
+FLOORS = tuple(procs.FLOORS)
 
 
 async def load_phase(
@@ -393,8 +393,9 @@ def mamba_targets(
         "direct": load.Target("direct", f"{upstream.origin}/v1/chat/completions"),
         "mamba": load.Target("mamba", f"{mamba.origin}/chat", api_key=key),
     }
-    for floor in floors:  # they pass the fake's replies through: read as direct ones
-        targets[floor.name] = load.Target("direct", f"{floor.origin}/v1/chat/completions")
+    for floor in floors:  # asked as the fake is; their replies read as their kind says
+        kind = procs.FLOORS[floor.name].kind
+        targets[floor.name] = load.Target(kind, f"{floor.origin}/v1/chat/completions")
     return targets
 
 
@@ -408,8 +409,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         upstream = stack.enter_context(procs.upstream(workdir, args.chunk_delay))
         floors = (
             tuple(
-                stack.enter_context(procs.floor(workdir, upstream.origin, push=push))
-                for push in (False, True)
+                stack.enter_context(procs.floor(workdir, upstream.origin, name)) for name in FLOORS
             )
             if args.floor and "load" in args.phases
             else ()

@@ -82,3 +82,6 @@ def test_a_figure_shows_the_floor_of_its_run_where_it_was_measured():
     row = {"mamba": 130.9, "vs": 0.895, "vs_kind": "ratio", "met": False, "floor": 92.58}
     assert ab.figure(row) == "130.9 (0.895x) [floor 92.58] ✗"
     assert ab.figure(row | {"push_floor": 44.4}) == "130.9 (0.895x) [floor 92.58, push 44.4] ✗"
+    assert (
+        ab.figure(row | {"push_translator": 70.5}) == "130.9 (0.895x) [floor 92.58, push tr 70.5] ✗"
+    )

@@ -91,6 +91,7 @@ def test_goal_rows_show_the_floors_beside_the_cpu_goals():
             "fake-upstream": {"fixed_cpu_ms": 1.0, "cpu_us_per_chunk": 90.0},
             "floor": {"fixed_cpu_ms": 0.9, "cpu_us_per_chunk": 60.0},
             "push-floor": {"fixed_cpu_ms": 0.4, "cpu_us_per_chunk": 40.0},
+            "push-translator": {"fixed_cpu_ms": 0.5, "cpu_us_per_chunk": 65.0},
         }
     }
 
@@ -99,6 +100,8 @@ def test_goal_rows_show_the_floors_beside_the_cpu_goals():
     assert rows["fixed CPU ms per request"]["floor"] == 0.9
     assert rows["CPU µs per chunk arriving alone"]["floor"] == 60.0
     assert rows["CPU µs per chunk arriving alone"]["push_floor"] == 40.0
+    assert rows["CPU µs per chunk arriving alone"]["push_translator"] == 65.0
+    assert rows["fixed CPU ms per request"]["push_translator"] == 0.5
     assert (
         rows["CPU µs per chunk arriving alone"]["vs"],
         rows["fixed CPU ms per request"]["met"],
