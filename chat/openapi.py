@@ -17,6 +17,8 @@ ERRORS = {
     "403": "The credentials' scopes leave out the agent or model (FORBIDDEN)",
     "404": "Unknown agent (AGENT_NOT_FOUND) or model (MODEL_NOT_FOUND)",
     "405": "Wrong method",
+    "408": "The request's head or body did not arrive in time (REQUEST_TIMEOUT); the "
+    "connection is closed",
     "413": "Body over the size limit",
     "415": "Content-Type is not application/json",
     "422": "Body does not match the schema (see `errors`)",
@@ -92,7 +94,7 @@ def openapi_document() -> dict[str, Any]:
         "responses": {
             "200": {"description": "A title, or `useFallback`", **_json(TitleResponse)},
             # Provider failures give `useFallback`, not an error.
-            **_errors("400", "403", "405", "413", "415", "422"),
+            **_errors("400", "403", "405", "408", "413", "415", "422"),
         },
     }
     return {

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     RATE_LIMIT_UNAVAILABLE = "RATE_LIMIT_UNAVAILABLE"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     SERVER_BUSY = "SERVER_BUSY"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     TIMEOUT = "TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -190,6 +191,13 @@ class ServerBusy(DependencyUnavailable):
     code = ErrorCode.SERVER_BUSY
     default_detail = "The server is receiving too many request bodies at once. Retry shortly."
     retry_after_seconds = 1
+
+
+class RequestTimeout(ApiError):
+    """The client did not send its request (head or body) in time."""
+
+    status, code = 408, ErrorCode.REQUEST_TIMEOUT
+    default_detail = "The request was not received in time."
 
 
 class UpstreamTimeout(ApiError):

@@ -1,6 +1,6 @@
-"""The daphne server `python -m mamba_site.serve` runs: a graceful drain on SIGTERM and a
-capped request body. Imported only once the event loop policy is chosen (daphne makes its
-loop when this module imports it)."""
+"""The daphne server `python -m mamba_site.serve` runs: a graceful drain on SIGTERM, a
+capped request body and deadlines to receive a request. Imported only once the event loop
+policy is chosen (daphne makes its loop when this module imports it)."""
 
 # Plain daphne stops its reactor on SIGTERM, and before the reactor stops it cancels every
 # running application instance: streams in flight are cut at once. Here SIGTERM (or SIGINT)
@@ -13,9 +13,13 @@ loop when this module imports it)."""
 # to protect memory or /tmp. Here the body is capped while it arrives: a Content-Length over
 # MAMBA_CHAT__MAX_BODY_BYTES is answered with the same JSON 413 as soon as the headers are in,
 # a chunked body as soon as it passes the limit; what the client still sends is dropped.
+#
+# Twisted's only timeout is an idle one, reset by every byte; here a request's head and its
+# body each have a deadline (`DeadlineChannel`), answered 408 as the cap is answered 413.
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import time
@@ -31,13 +35,16 @@ from daphne.server import Server
 from daphne.utils import import_by_path
 from django.conf import settings
 from twisted.internet import defer, reactor, tcp
-from twisted.web.http import NO_BODY_CODES
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.http_headers import Headers
 
 from mamba_site import lifecycle, metrics
 from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
-from mamba_site.errors import ApiError, ServerBusy
+from mamba_site.errors import ApiError, RequestTimeout, ServerBusy
 from mamba_site.handler import Inbox
+from mamba_site.logs import request_id_from
 
 logger = logging.getLogger("mamba.serve")
 
@@ -49,7 +56,11 @@ HOOKS_MIN_SECONDS = 1.0
 # After a 413, how long the rest of the body is read and dropped before the connection is cut.
 LINGER_SECONDS = 5.0
 # The status lines of the answers the server gives before the application sees a request.
-REFUSAL_REASONS = {413: b"Payload Too Large", 503: b"Service Unavailable"}
+REFUSAL_REASONS = {
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    503: b"Service Unavailable",
+}
 
 
 class BodyBudget:
@@ -73,6 +84,32 @@ class BodyBudget:
 
     def give_back(self, size: int) -> None:
         self.held -= size
+
+
+def answer_and_close(
+    channel: Any, error: ApiError, request_id: str, reason: str
+) -> asyncio.TimerHandle:
+    """Answer `error` on `channel` before the application has seen the request, and close the
+    connection once the client has had time to read it; the timer that will cut it."""
+    response_headers, body = error_parts(error, request_id)
+    status_line = b"HTTP/1.1 %d %s" % (error.status, REFUSAL_REASONS[error.status])
+    head = [status_line, *(b"%s: %s" % h for h in response_headers)]
+    head.append(b"connection: close")
+    channel.persistent = False
+    channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    # Half-close: the client reads the answer while it ends its request, which is read and
+    # dropped; closing at once would reset the connection before it has read the answer.
+    channel.transport.loseWriteConnection()
+    loop = asyncio.get_running_loop()
+    linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
+    logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
+    # Counted as the access log counts the requests Django answers; the request line is
+    # still the channel's (the request gets it once its body has arrived).
+    method = getattr(channel, "_command", b"") or b"-"
+    target = getattr(channel, "_path", b"") or b"/"
+    path = target.split(b"?", 1)[0].decode("latin-1")
+    metrics.count_refused(method.decode("latin-1"), path, error.status)
+    return linger
 
 
 class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
@@ -135,28 +172,9 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
             for name, values in self.requestHeaders.getAllRawHeaders()
             for value in values
         ]
-        request_id = request_id_in(headers)
-        response_headers, body = error_parts(error, request_id)
-        status_line = b"HTTP/1.1 %d %s" % (error.status, REFUSAL_REASONS[error.status])
-        head = [status_line, *(b"%s: %s" % h for h in response_headers)]
-        head.append(b"connection: close")
         # Twisted answers `Expect: 100-continue` right after this; the final answer is given.
         self.requestHeaders.removeHeader(b"Expect")
-        channel = self.channel
-        channel.persistent = False
-        channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        # Half-close: the client reads the answer while it ends its body, which is read and
-        # dropped; closing at once would reset the connection before it has read the 413.
-        channel.transport.loseWriteConnection()
-        loop = asyncio.get_running_loop()
-        self.linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
-        logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
-        # Counted as the access log counts the requests Django answers; the request line is
-        # still the channel's (the request gets it once its body has arrived).
-        method = getattr(channel, "_command", b"") or b"-"
-        target = getattr(channel, "_path", b"") or b"/"
-        path = target.split(b"?", 1)[0].decode("latin-1")
-        metrics.count_refused(method.decode("latin-1"), path, error.status)
+        self.linger = answer_and_close(self.channel, error, request_id_in(headers), reason)
 
     def process(self) -> Any:
         if self.refused:
@@ -321,10 +339,71 @@ class ImmediateWriteServer(tcp.Server):
             super().writeSequence([data[sent:]])  # type: ignore[no-untyped-call]
 
 
+class DeadlineChannel(HTTPChannel):
+    """Twisted's HTTP/1.1 channel with deadlines to receive each request: its head within
+    `head_seconds` of its first byte, its body within `body_seconds` of its head, else
+    `408 REQUEST_TIMEOUT` and the connection closed. Twisted's own timeout is an idle one,
+    reset by every byte: a client sending a byte at a time held a connection, and what it had
+    sent of a body, for as long as it liked. Between requests the idle timeout applies."""
+
+    head_seconds = math.inf
+    body_seconds = math.inf
+    _receiving: asyncio.TimerHandle | None = None
+    _expired = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._expired:
+            return  # answered 408: what still comes is dropped until the connection closes
+        if self._receiving is None and not self._handlingRequest:
+            self._arm(self.head_seconds, "its head")
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def allHeadersReceived(self) -> None:
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+        self._disarm()
+        self._arm(self.body_seconds, "its body")
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def _arm(self, seconds: float, part: str) -> None:
+        if seconds != math.inf:
+            loop = asyncio.get_running_loop()
+            self._receiving = loop.call_later(seconds, self._expire, seconds, part)
+
+    def _disarm(self) -> None:
+        if self._receiving is not None:
+            self._receiving.cancel()
+            self._receiving = None
+
+    def _expire(self, seconds: float, part: str) -> None:
+        self._receiving = None
+        request = self.requests[-1] if self.requests else None
+        if request is not None and request.refused:
+            return  # answered already; its linger closes the connection
+        self._expired = True
+        reason = f"{part} did not arrive within {seconds:g} s"
+        if request is not None:
+            request.refuse(RequestTimeout(), reason)
+        else:  # the request line is not complete: no request yet
+            answer_and_close(self, RequestTimeout(), request_id_from(None), reason)
+
+
 class BodyLimitedHTTPFactory(HTTPFactory):  # type: ignore[misc]
+    # The channel itself per connection: Twisted's default wraps it for HTTP/2 negotiation,
+    # which needs TLS (Mamba is served over plain HTTP behind its ingress).
+    protocol = DeadlineChannel
+
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = BodyLimitedRequest
+        protocol.head_seconds = self.server.head_seconds
+        protocol.body_seconds = self.server.body_seconds
         return protocol
 
     def log(self, request: Any) -> None:
@@ -342,11 +421,15 @@ class DrainingServer(Server):  # type: ignore[misc]
         grace_seconds: float,
         max_body_bytes: int,
         max_body_bytes_held: int = 0,
+        head_seconds: float = math.inf,
+        body_seconds: float = math.inf,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, signal_handlers=False, **kwargs)
         self.grace_seconds = grace_seconds
         self.max_body_bytes = max_body_bytes
+        self.head_seconds = head_seconds
+        self.body_seconds = body_seconds
         # At least one largest body fits (0: no limit).
         self.bodies = BodyBudget(max_body_bytes_held and max(max_body_bytes_held, max_body_bytes))
         metrics.request_body_bytes_held.set_function(lambda: self.bodies.held)
@@ -519,6 +602,8 @@ def run(*, bind: str, port: int, fd: int | None, proxy_headers: bool) -> int:
         grace_seconds=settings.SERVER_SHUTDOWN_GRACE_SECONDS,
         max_body_bytes=settings.CHAT_MAX_BODY_BYTES,
         max_body_bytes_held=settings.SERVER_MAX_BODY_BYTES_HELD,
+        head_seconds=settings.SERVER_REQUEST_HEAD_TIMEOUT_SECONDS,
+        body_seconds=settings.SERVER_REQUEST_BODY_TIMEOUT_SECONDS,
         proxy_forwarded_address_header="X-Forwarded-For" if proxy_headers else None,
         proxy_forwarded_port_header="X-Forwarded-Port" if proxy_headers else None,
         proxy_forwarded_proto_header="X-Forwarded-Proto" if proxy_headers else None,

@@ -394,6 +394,16 @@ SERVER_SHUTDOWN_GRACE_SECONDS = env.float("SERVER__SHUTDOWN_GRACE_SECONDS", defa
 # request whose body goes past it is answered 503 SERVER_BUSY with Retry-After. At least
 # CHAT__MAX_BODY_BYTES; 0: no limit.
 SERVER_MAX_BODY_BYTES_HELD = env.int("SERVER__MAX_BODY_BYTES_HELD", default=64 * 1024 * 1024)
+# A request's head (request line and headers) must arrive within this long of its first byte,
+# its body within the second figure of its head; else `408 REQUEST_TIMEOUT` and the connection
+# is closed. The connection's idle timeout (60 s) is reset by every byte: a client sending a
+# byte at a time would hold a connection, and a body's memory, for as long as it liked.
+SERVER_REQUEST_HEAD_TIMEOUT_SECONDS = env.float(
+    "SERVER__REQUEST_HEAD_TIMEOUT_SECONDS", default=20.0
+)
+SERVER_REQUEST_BODY_TIMEOUT_SECONDS = env.float(
+    "SERVER__REQUEST_BODY_TIMEOUT_SECONDS", default=60.0
+)
 # Server processes `python -m mamba_site.serve` starts on the shared socket (one core each);
 # `--workers` wins. The Kubernetes Deployment sets it from the container's CPU limit.
 SERVER_WORKERS = env.int("SERVER__WORKERS", default=1)
