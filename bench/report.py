@@ -185,7 +185,7 @@ def goal_table(rows: list[dict[str, Any]]) -> str:
         key for key in map(stats.floor_key, FLOORS) if any(row.get(key) is not None for row in rows)
     ]
     header = ["", "direct", *(key.replace("_", " ") for key in floors), "Mamba"]
-    header += ["Mamba vs direct", "goal", "met?"]
+    header += ["Mamba vs direct", *(["Mamba vs floor"] if floors else []), "goal", "met?"]
     body = [
         [
             row["figure"],
@@ -193,6 +193,7 @@ def goal_table(rows: list[dict[str, Any]]) -> str:
             *(_fmt(row.get(key), 2) for key in floors),
             _fmt(row["mamba"], 2),
             _vs(row),
+            *([_vs({"vs": row.get("vs_floor"), "vs_kind": "ratio"})] if floors else []),
             row["goal"],
             _met(row["met"]),
         ]

@@ -102,6 +102,8 @@ def test_goal_rows_show_the_floors_beside_the_cpu_goals():
     assert rows["CPU µs per chunk arriving alone"]["push_floor"] == 40.0
     assert rows["CPU µs per chunk arriving alone"]["push_translator"] == 65.0
     assert rows["fixed CPU ms per request"]["push_translator"] == 0.5
+    assert rows["CPU µs per chunk arriving alone"]["vs_floor"] == round(100.0 / 60.0, 3)
+    assert rows["fixed CPU ms per request"]["vs_floor"] == round(2.0 / 0.9, 3)
     assert (
         rows["CPU µs per chunk arriving alone"]["vs"],
         rows["fixed CPU ms per request"]["met"],
