@@ -349,6 +349,7 @@ class DeadlineChannel(HTTPChannel):
     head_seconds = math.inf
     body_seconds = math.inf
     _receiving: asyncio.TimerHandle | None = None
+    _linger: asyncio.TimerHandle | None = None  # after a 408 given before any request
     _expired = False
 
     def dataReceived(self, data: bytes) -> None:
@@ -369,6 +370,8 @@ class DeadlineChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def _arm(self, seconds: float, part: str) -> None:
@@ -391,7 +394,7 @@ class DeadlineChannel(HTTPChannel):
         if request is not None:
             request.refuse(RequestTimeout(), reason)
         else:  # the request line is not complete: no request yet
-            answer_and_close(self, RequestTimeout(), request_id_from(None), reason)
+            self._linger = answer_and_close(self, RequestTimeout(), request_id_from(None), reason)
 
 
 class BodyLimitedHTTPFactory(HTTPFactory):  # type: ignore[misc]
