@@ -32,11 +32,20 @@ def serve(database_url, upstream, log_dir, **settings):
     return start_server(command, env, log_dir / "serve.log")
 
 
+@contextlib.contextmanager
+def serving(database_url, upstream, tmp_path_factory, name, **settings):
+    """`serve()` in a directory of its own under `name`, killed on the way out."""
+    server = serve(database_url, upstream, tmp_path_factory.mktemp(name), **settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def server(deploy_database_url, fake_upstream, tmp_path_factory):
-    server = serve(deploy_database_url, fake_upstream, tmp_path_factory.mktemp("body-limit"))
-    yield server
-    server.stop()
+    with serving(deploy_database_url, fake_upstream, tmp_path_factory, "body-limit") as server:
+        yield server
 
 
 def head(*lines):
@@ -177,14 +186,9 @@ BUDGET = LIMIT + LIMIT // 2  # one largest body and a half
 @pytest.fixture(scope="module")
 def busy_server(deploy_database_url, fake_upstream, tmp_path_factory):
     """The server holding at most 1.5 MiB of request bodies at once."""
-    server = serve(
-        deploy_database_url,
-        fake_upstream,
-        tmp_path_factory.mktemp("body-budget"),
-        MAMBA_SERVER__MAX_BODY_BYTES_HELD=str(BUDGET),
-    )
-    yield server
-    server.stop()
+    held = {"MAMBA_SERVER__MAX_BODY_BYTES_HELD": str(BUDGET)}
+    with serving(deploy_database_url, fake_upstream, tmp_path_factory, "body-budget", **held) as s:
+        yield s
 
 
 def bytes_held(server):

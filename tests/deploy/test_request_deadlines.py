@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.deploy.test_body_limit import REQUEST_ID, head, read_response, serve
+from tests.deploy.test_body_limit import REQUEST_ID, head, read_response, serving
 
 HEAD_SECONDS = 1.0
 BODY_SECONDS = 1.5
@@ -15,15 +15,14 @@ BODY_SECONDS = 1.5
 
 @pytest.fixture(scope="module")
 def server(deploy_database_url, fake_upstream, tmp_path_factory):
-    server = serve(
-        deploy_database_url,
-        fake_upstream,
-        tmp_path_factory.mktemp("deadlines"),
-        MAMBA_SERVER__REQUEST_HEAD_TIMEOUT_SECONDS=str(HEAD_SECONDS),
-        MAMBA_SERVER__REQUEST_BODY_TIMEOUT_SECONDS=str(BODY_SECONDS),
-    )
-    yield server
-    server.stop()
+    deadlines = {
+        "MAMBA_SERVER__REQUEST_HEAD_TIMEOUT_SECONDS": str(HEAD_SECONDS),
+        "MAMBA_SERVER__REQUEST_BODY_TIMEOUT_SECONDS": str(BODY_SECONDS),
+    }
+    with serving(
+        deploy_database_url, fake_upstream, tmp_path_factory, "deadlines", **deadlines
+    ) as s:
+        yield s
 
 
 def trickle(sock, data, every=0.2, within=5.0):
