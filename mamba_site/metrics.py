@@ -126,7 +126,17 @@ def _route_of_path(path: str, urlconf: str) -> str:
     return "/" + match.route if match.route else "unmatched"
 
 
+# The methods a metric names; any other (a client may send any token) is "other", so that
+# clients cannot add series without end.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in METHODS else "other"
+
+
 def count_refused(method: str, path: str, status: int) -> None:
     """A request answered before Django saw it (a body over the cap, an invalid
-    Content-Length), counted as the access log counts every other request."""
-    http_requests.labels(route_of_path(path), method, status).inc()
+    Content-Length, a request not received in time or not valid HTTP), counted as the access
+    log counts every other request."""
+    http_requests.labels(route_of_path(path), method_label(method), status).inc()

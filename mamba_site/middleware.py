@@ -88,8 +88,9 @@ class AccessLogMiddleware(AsyncMiddleware):
         response = await self.get_response(request)
         duration = time.perf_counter() - started
         route = route_of(request)
-        metrics.http_requests.labels(route, request.method, response.status_code).inc()
-        metrics.http_duration.labels(route, request.method).observe(duration)
+        method = metrics.method_label(request.method)
+        metrics.http_requests.labels(route, method, response.status_code).inc()
+        metrics.http_duration.labels(route, method).observe(duration)
         level = logging.DEBUG if request.path.startswith(QUIET_PREFIXES) else logging.INFO
         principal = getattr(request, "principal", None)
         if principal is not None and principal.frontend_name is not None:

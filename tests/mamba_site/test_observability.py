@@ -73,6 +73,20 @@ async def test_metrics_bound_model_labels_to_the_catalog(async_client, respx_moc
     assert sample(text, "mamba_stream_duration_seconds_count", model="other") >= 1
 
 
+async def test_metrics_bound_method_labels_to_http_methods(async_client):
+    """A client may send any token as its method: it is counted as "other", never a label."""
+    before = await scrape(async_client)
+    response = await async_client.generic("ATTACKER-METHOD", "/chat")
+    assert response.status_code == 405
+    text = await scrape(async_client)
+    assert "ATTACKER-METHOD" not in text
+    labels = {"route": "/chat", "method": "other", "status": "405"}
+    assert (
+        sample(text, "mamba_http_requests_total", **labels)
+        == sample(before, "mamba_http_requests_total", **labels) + 1
+    )
+
+
 async def test_metrics_count_upstream_errors_and_auth_failures(async_client, respx_mock, settings):
     before = await scrape(async_client)
     respx_mock.post(UPSTREAM_URL).mock(return_value=streaming(b"", status=503))
