@@ -12,7 +12,7 @@ from chat.schemas import ChatRequest, ErrorResponse, ModelsResponse, TitleReques
 REF = "#/components/schemas/{model}"
 
 ERRORS = {
-    "400": "Invalid JSON, empty messages or an unknown tool",
+    "400": "Invalid JSON, empty messages, an unknown tool, or a request that is not valid HTTP/1.1",
     "401": "No, wrong or expired credentials (AUTH_REQUIRED, AUTH_INVALID, AUTH_EXPIRED)",
     "403": "The credentials' scopes leave out the agent or model (FORBIDDEN)",
     "404": "Unknown agent (AGENT_NOT_FOUND) or model (MODEL_NOT_FOUND)",
@@ -22,6 +22,8 @@ ERRORS = {
     "413": "Body over the size limit",
     "415": "Content-Type is not application/json",
     "422": "Body does not match the schema (see `errors`)",
+    "431": "Headers over the server's limits: 16 KiB in all or in one line, 500 headers "
+    "(HEADERS_TOO_LARGE)",
     "429": "A limit of the credentials (requests per minute, concurrent streams, tokens per "
     "day) or of the model provider",
     "502": "The model provider failed",
@@ -94,7 +96,7 @@ def openapi_document() -> dict[str, Any]:
         "responses": {
             "200": {"description": "A title, or `useFallback`", **_json(TitleResponse)},
             # Provider failures give `useFallback`, not an error.
-            **_errors("400", "403", "405", "408", "413", "415", "422"),
+            **_errors("400", "403", "405", "408", "413", "415", "422", "431"),
         },
     }
     return {

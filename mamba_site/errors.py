@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     SERVER_BUSY = "SERVER_BUSY"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
     TIMEOUT = "TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -198,6 +199,13 @@ class RequestTimeout(ApiError):
 
     status, code = 408, ErrorCode.REQUEST_TIMEOUT
     default_detail = "The request was not received in time."
+
+
+class HeadersTooLarge(ApiError):
+    """The request's headers are over the server's limits (size, count or one line)."""
+
+    status, code = 431, ErrorCode.HEADERS_TOO_LARGE
+    default_detail = "The request's headers are too large."
 
 
 class UpstreamTimeout(ApiError):

@@ -15,7 +15,7 @@ policy is chosen (daphne makes its loop when this module imports it)."""
 # a chunked body as soon as it passes the limit; what the client still sends is dropped.
 #
 # Twisted's only timeout is an idle one, reset by every byte; here a request's head and its
-# body each have a deadline (`DeadlineChannel`), answered 408 as the cap is answered 413.
+# body each have a deadline (`GuardedChannel`), answered 408 as the cap is answered 413.
 
 import asyncio
 import logging
@@ -42,7 +42,7 @@ from twisted.web.http_headers import Headers
 
 from mamba_site import lifecycle, metrics
 from mamba_site.bodylimit import body_too_large, error_parts, request_id_in
-from mamba_site.errors import ApiError, RequestTimeout, ServerBusy
+from mamba_site.errors import ApiError, HeadersTooLarge, InvalidRequest, RequestTimeout, ServerBusy
 from mamba_site.handler import Inbox
 from mamba_site.logs import request_id_from
 
@@ -57,8 +57,10 @@ HOOKS_MIN_SECONDS = 1.0
 LINGER_SECONDS = 5.0
 # The status lines of the answers the server gives before the application sees a request.
 REFUSAL_REASONS = {
+    400: b"Bad Request",
     408: b"Request Timeout",
     413: b"Payload Too Large",
+    431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
 
@@ -91,17 +93,23 @@ def answer_and_close(
 ) -> asyncio.TimerHandle:
     """Answer `error` on `channel` before the application has seen the request, and close the
     connection once the client has had time to read it; the timer that will cut it."""
+    answer(channel, error, request_id, reason)
+    # Half-close: the client reads the answer while it ends its request, which is read and
+    # dropped; closing at once would reset the connection before it has read the answer.
+    channel.transport.loseWriteConnection()
+    loop = asyncio.get_running_loop()
+    return loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
+
+
+def answer(channel: Any, error: ApiError, request_id: str, reason: str) -> None:
+    """Write `error` as the JSON answer to the request arriving on `channel` (which is not
+    kept alive), logged and counted."""
     response_headers, body = error_parts(error, request_id)
     status_line = b"HTTP/1.1 %d %s" % (error.status, REFUSAL_REASONS[error.status])
     head = [status_line, *(b"%s: %s" % h for h in response_headers)]
     head.append(b"connection: close")
     channel.persistent = False
     channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-    # Half-close: the client reads the answer while it ends its request, which is read and
-    # dropped; closing at once would reset the connection before it has read the answer.
-    channel.transport.loseWriteConnection()
-    loop = asyncio.get_running_loop()
-    linger = loop.call_later(LINGER_SECONDS, channel.transport.abortConnection)
     logger.info("Refused a request: %s", reason, extra={"request_id": request_id})
     # Counted as the access log counts the requests Django answers; the request line is
     # still the channel's (the request gets it once its body has arrived).
@@ -109,7 +117,6 @@ def answer_and_close(
     target = getattr(channel, "_path", b"") or b"/"
     path = target.split(b"?", 1)[0].decode("latin-1")
     metrics.count_refused(method.decode("latin-1"), path, error.status)
-    return linger
 
 
 class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
@@ -164,17 +171,26 @@ class BodyLimitedRequest(WebRequest):  # type: ignore[misc]
 
     def refuse(self, error: ApiError, reason: str) -> None:
         """Answers `error` now and drops the rest of the body."""
+        self.give_up()
+        # Twisted answers `Expect: 100-continue` right after this; the final answer is given.
+        self.requestHeaders.removeHeader(b"Expect")
+        self.linger = answer_and_close(self.channel, error, self.request_id(), reason)
+
+    def give_up(self) -> None:
+        """The request is answered before its body is in: what it holds of it is let go."""
         self.refused = True
         self.let_go()
         self.content = BytesIO()
+
+    def request_id(self) -> str:
+        """The client's request id (`X-Request-ID`) among the headers received so far, else
+        a new one."""
         headers = [
             (name.lower(), value)
             for name, values in self.requestHeaders.getAllRawHeaders()
             for value in values
         ]
-        # Twisted answers `Expect: 100-continue` right after this; the final answer is given.
-        self.requestHeaders.removeHeader(b"Expect")
-        self.linger = answer_and_close(self.channel, error, request_id_in(headers), reason)
+        return request_id_in(headers)
 
     def process(self) -> Any:
         if self.refused:
@@ -339,12 +355,18 @@ class ImmediateWriteServer(tcp.Server):
             super().writeSequence([data[sent:]])  # type: ignore[no-untyped-call]
 
 
-class DeadlineChannel(HTTPChannel):
-    """Twisted's HTTP/1.1 channel with deadlines to receive each request: its head within
-    `head_seconds` of its first byte, its body within `body_seconds` of its head, else
-    `408 REQUEST_TIMEOUT` and the connection closed. Twisted's own timeout is an idle one,
-    reset by every byte: a client sending a byte at a time held a connection, and what it had
-    sent of a body, for as long as it liked. Between requests the idle timeout applies."""
+class GuardedChannel(HTTPChannel):
+    """Twisted's HTTP/1.1 channel, answering what it refuses as the application would.
+
+    - Deadlines to receive each request: its head within `head_seconds` of its first byte,
+      its body within `body_seconds` of its head, else `408 REQUEST_TIMEOUT` and the
+      connection closed. Twisted's own timeout is an idle one, reset by every byte: a client
+      sending a byte at a time held a connection, and what it had sent of a body, for as long
+      as it liked. Between requests the idle timeout applies.
+    - A request Twisted cannot parse (its request line, a header, a chunked body) is answered
+      `400 INVALID_REQUEST`, headers over its limits (16 KiB in all or in one line, 500
+      headers) `431 HEADERS_TOO_LARGE`, as JSON with the request id; Twisted answered a bare
+      `400` with no body, or closed the connection without a word for an over-long line."""
 
     head_seconds = math.inf
     body_seconds = math.inf
@@ -396,11 +418,40 @@ class DeadlineChannel(HTTPChannel):
         else:  # the request line is not complete: no request yet
             self._linger = answer_and_close(self, RequestTimeout(), request_id_from(None), reason)
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        if self._receivedHeaderCount > self.maxHeaders:
+            error: ApiError = HeadersTooLarge(
+                f"The request has more than {self.maxHeaders} headers."
+            )
+        elif self._receivedHeaderSize > self.totalHeadersSize:
+            error = HeadersTooLarge(
+                f"The request's line and headers are longer than {self.totalHeadersSize} bytes."
+            )
+        else:
+            error = InvalidRequest("The request is not valid HTTP/1.1.")
+        self._refuse_now(error, error.detail)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        detail = f"A line of the request's head is longer than {self.MAX_LENGTH} bytes."
+        self._refuse_now(HeadersTooLarge(detail), detail)
+
+    def _refuse_now(self, error: ApiError, reason: str) -> None:
+        """Answer `error` and close (Twisted stops reading once the connection closes, as it
+        did after its own answer)."""
+        self._disarm()
+        request = self.requests[-1] if self.requests else None
+        if request is None or not request.refused:
+            if request is not None:
+                request.give_up()
+            request_id = request.request_id() if request is not None else request_id_from(None)
+            answer(self, error, request_id, reason)
+        self.loseConnection()  # type: ignore[no-untyped-call]
+
 
 class BodyLimitedHTTPFactory(HTTPFactory):  # type: ignore[misc]
     # The channel itself per connection: Twisted's default wraps it for HTTP/2 negotiation,
     # which needs TLS (Mamba is served over plain HTTP behind its ingress).
-    protocol = DeadlineChannel
+    protocol = GuardedChannel
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)

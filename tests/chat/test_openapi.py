@@ -43,8 +43,8 @@ def test_openapi_every_operation_documents_401_and_429(name):
 
 def test_openapi_chat_documents_every_error_it_can_answer():
     assert error_statuses(operation("POST /chat")) == {
-        "400", "401", "403", "404", "405", "408", "413", "415", "422", "429", "502", "503",
-        "504",
+        "400", "401", "403", "404", "405", "408", "413", "415", "422", "429", "431", "502",
+        "503", "504",
     }  # fmt: skip
 
 
@@ -52,7 +52,7 @@ def test_openapi_chat_documents_every_error_it_can_answer():
 def test_openapi_title_documents_scope_and_size_errors_but_no_provider_error(name):
     # A provider failure gives a 200 with `useFallback`.
     assert error_statuses(operation(name)) == {
-        "400", "401", "403", "405", "408", "413", "415", "422", "429",
+        "400", "401", "403", "405", "408", "413", "415", "422", "429", "431",
     }  # fmt: skip
 
 
