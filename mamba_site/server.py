@@ -1,6 +1,7 @@
 """The daphne server `python -m mamba_site.serve` runs: a graceful drain on SIGTERM, a
-capped request body and deadlines to receive a request. Imported only once the event loop
-policy is chosen (daphne makes its loop when this module imports it)."""
+capped request body, deadlines to receive a request and JSON answers to what Twisted refuses.
+Imported only once the event loop policy is chosen (daphne makes its loop when this module
+imports it)."""
 
 # Plain daphne stops its reactor on SIGTERM, and before the reactor stops it cancels every
 # running application instance: streams in flight are cut at once. Here SIGTERM (or SIGINT)
@@ -15,7 +16,9 @@ policy is chosen (daphne makes its loop when this module imports it)."""
 # a chunked body as soon as it passes the limit; what the client still sends is dropped.
 #
 # Twisted's only timeout is an idle one, reset by every byte; here a request's head and its
-# body each have a deadline (`GuardedChannel`), answered 408 as the cap is answered 413.
+# body each have a deadline (`GuardedChannel`), answered 408 as the cap is answered 413. What
+# Twisted cannot parse (a bare 400 from it, or a silent close) is answered 400 or 431 the same
+# way.
 
 import asyncio
 import logging
